@@ -1,0 +1,30 @@
+# clipforge: the two commands of the README.
+#   make demo   set up .venv and run the main job (emoji data -> train -> eval -> index -> search)
+#   make test   set up .venv and run ruff + the test suite
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint venv clean bench
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -n 2 --timeout 900 tests
+
+demo: $(STAMP)
+	$(BIN)/clipforge demo
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,81 @@
+"""The ``clipforge`` command line.
+
+Each verb lives in ``clipforge.commands.<verb>`` with two functions: ``add_arguments(parser)`` (cheap:
+no heavy imports) and ``run(args) -> int``. Heavy libraries (torch, faiss, fastapi) are imported inside
+``run`` so ``clipforge --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import traceback
+
+from clipforge.errors import UserError
+
+VERBS: dict[str, str] = {
+    "data": "build datasets (emoji demo set, shards from folders/tables)",
+    "train": "train a CLIP model from a YAML config",
+    "eval": "zero-shot / retrieval / linear-probe evaluation",
+    "embed": "embed an image collection into Parquet/npy",
+    "index": "build or update a FAISS index from embeddings",
+    "search": "text->image, image->image, image->text search",
+    "serve": "HTTP API and web page over an index",
+    "moderate": "flag images that match concept texts",
+    "convert": "import OpenAI / OpenCLIP / Hugging Face weights",
+    "export": "export a clipforge checkpoint to another format",
+    "demo": "run the end-to-end demo (data, train, eval, index, search)",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="clipforge",
+        description="Train, import, evaluate and serve CLIP models.",
+        epilog="Run 'clipforge VERB --help' for a verb's options and an example.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB")
+    for verb, summary in VERBS.items():
+        try:
+            module = importlib.import_module(f"clipforge.commands.{verb}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"clipforge.commands.{verb}":
+                raise
+            continue
+        verb_parser = sub.add_parser(
+            verb,
+            help=summary,
+            description=(module.__doc__ or summary).strip(),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        verb_parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+        module.add_arguments(verb_parser)
+        verb_parser.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args._run(args) or 0)
+    except UserError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - last-resort message for the CLI user
+        if args.debug:
+            raise
+        print(f"error: {type(exc).__name__}: {exc}\n  hint: re-run with --debug for the traceback", file=sys.stderr)
+        return 1

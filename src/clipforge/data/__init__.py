@@ -1,0 +1,1 @@
+"""Data: preprocessing transforms, caption/image sources, WebDataset shards and demo-set builders."""

@@ -1,0 +1,30 @@
+"""Loss config (part of a training run's config)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Which objective a run trains with.
+
+    Args:
+        kind: "contrastive" (CLIP's symmetric InfoNCE), "sigmoid" (SigLIP), or "distill" (contrastive plus
+            KL to a teacher's image-text similarity distribution).
+        local_loss: each rank computes logits only for its own rows against all gathered columns
+            (O(local x global) memory) instead of the full global matrix.
+        gather_with_grad: all-gather features with gradients flowing back to their ranks.
+        chunk_size: >0 streams the logit matrix in column chunks of this many samples, never keeping the
+            local x global matrix for backward; 0 = plain.
+        distill_weight: weight of the KL term for "distill"; teacher_features: a directory of precomputed
+            teacher features (see loss/distill.py).
+    """
+
+    kind: Literal["contrastive", "sigmoid", "distill"] = "contrastive"
+    local_loss: bool = True
+    gather_with_grad: bool = True
+    chunk_size: int = 0
+    distill_weight: float = 1.0
+    teacher_features: str | None = None

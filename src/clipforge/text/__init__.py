@@ -1,0 +1,1 @@
+"""Tokenization: OpenAI-exact byte-level BPE and trainable smaller vocabularies."""
