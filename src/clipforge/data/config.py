@@ -28,3 +28,26 @@ class PreprocessConfig:
     interpolation: Literal["bicubic", "bilinear"] = "bicubic"
     resize_mode: Literal["shortest", "squash"] = "shortest"
     fill_color: tuple[int, int, int] = (255, 255, 255)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where training pairs come from and how they are loaded (part of a training run's config).
+
+    Args:
+        train: a folder of images with sidecar .txt captions, a CSV/TSV/JSONL/Parquet table, or a WebDataset
+            shard pattern ("dir/shard-{000000..000009}.tar" or a directory of .tar files).
+        image_column, caption_column: column names for tables (a caption cell may hold a list of captions).
+        workers: DataLoader worker processes per rank.
+        random_resized_crop: train-time random resized crop instead of the eval resize + centre crop.
+        crop_scale: area range of the random resized crop.
+        caption_sampling: "random" picks one of an image's captions per epoch; "first" always the first.
+    """
+
+    train: str = ""
+    image_column: str = "image"
+    caption_column: str = "caption"
+    workers: int = 2
+    random_resized_crop: bool = False
+    crop_scale: tuple[float, float] = (0.8, 1.0)
+    caption_sampling: Literal["random", "first"] = "random"
