@@ -1,0 +1,294 @@
+"""Evaluation data: labelled image sets for classification, captioned image sets for retrieval.
+
+Images are loaded lazily (``ImageSet.load(i)``) so a 10k-image benchmark is never held decoded in memory
+all at once; the pipeline's own ``preprocess`` turns each into pixels, which is what makes imported
+pretrained checkpoints evaluate correctly (their resize, crop and normalization travel with them).
+
+Sources (``DatasetConfig.kind``):
+- ``fashion-mnist``: Debian's ``dataset-fashion-mnist`` idx files (``apt-get install dataset-fashion-mnist``).
+- ``animal-mnist``: the two gzip pickles inside PyPI ``animal-mnist`` (``pip install --no-deps animal-mnist==0.4``),
+  read directly so its tensorflow import never runs.
+- ``folders``: ``ROOT/<class name>/*.{png,jpg,...}``, one folder per class (the folder name is the class name).
+- ``jsonl``: rows ``{"image": path relative to the file, "captions": [...], "label": "..."}`` such as the emoji
+  demo set's ``heldout.jsonl`` (written by ``clipforge data emoji OUT``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import importlib.util
+import json
+import logging
+import pickle
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from clipforge.errors import UserError
+
+log = logging.getLogger(__name__)
+
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+FASHION_MNIST_HINT = "install it with 'sudo apt-get install dataset-fashion-mnist'"
+# The dataset's own class names, in label order (Xiao et al., 2017, table 1).
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+ANIMAL_MNIST_HINT = "install it with 'pip install --no-deps animal-mnist==0.4' (no tensorflow needed)"
+# Label order of animal-mnist 0.4 (its README lists the classes alphabetically; each label's images checked).
+ANIMAL_MNIST_CLASSES = ("Bear", "Bird", "Cat", "Cow", "Dog", "Elephant", "Giraffe", "Horse", "Sheep", "Zebra")
+# animal-mnist ships one 10k set; every 5th image (200 per class, labels come in blocks of 1000) is our test split.
+ANIMAL_MNIST_TEST_EVERY = 5
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+
+class SourceMissing(UserError):
+    """A benchmark's data source is not installed; the suite turns this into a one-line skip."""
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Which evaluation data to load.
+
+    Args:
+        kind: ``fashion-mnist``, ``animal-mnist``, ``folders`` or ``jsonl`` (see the module docstring).
+        path: the idx directory (fashion-mnist; empty = Debian's location), the class-folder root (folders) or
+            the .jsonl file (jsonl). Unused for animal-mnist.
+        split: ``train`` or ``test`` for the MNIST-style sets; ignored otherwise.
+        limit: keep at most this many images, evenly spaced over the set (so every class keeps its share).
+    """
+
+    kind: Literal["fashion-mnist", "animal-mnist", "folders", "jsonl"] = "folders"
+    path: str = ""
+    split: Literal["train", "test"] = "test"
+    limit: int | None = None
+
+
+class ImageSet:
+    """A sequence of images loaded on demand: ``len(s)``, ``s.load(i) -> PIL.Image`` (or any preprocess input)."""
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def load(self, index: int) -> Any:
+        raise NotImplementedError
+
+
+class ListImages(ImageSet):
+    """Images (or any objects the pipeline's preprocess accepts) already in memory."""
+
+    def __init__(self, items: Sequence[Any]) -> None:
+        self.items = list(items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def load(self, index: int) -> Any:
+        return self.items[index]
+
+
+class ArrayImages(ImageSet):
+    """Grayscale uint8 images (N, H, W), given to the model as RGB (the channel repeated)."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+
+    def __len__(self) -> int:
+        return int(self.array.shape[0])
+
+    def load(self, index: int) -> Any:
+        from PIL import Image
+
+        return Image.fromarray(self.array[index], mode="L").convert("RGB")
+
+
+class FileImages(ImageSet):
+    """Image files; transparent ones are flattened onto ``fill`` (white, as drawings and emoji expect)."""
+
+    def __init__(self, paths: Sequence[Path], fill: tuple[int, int, int] = (255, 255, 255)) -> None:
+        self.paths = list(paths)
+        self.fill = fill
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load(self, index: int) -> Any:
+        from PIL import Image
+
+        with Image.open(self.paths[index]) as im:
+            im.load()
+            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+                rgba = im.convert("RGBA")
+                background = Image.new("RGBA", rgba.size, (*self.fill, 255))
+                return Image.alpha_composite(background, rgba).convert("RGB")
+            return im.convert("RGB")
+
+
+class Subset(ImageSet):
+    def __init__(self, base: ImageSet, indices: Sequence[int]) -> None:
+        self.base = base
+        self.indices = list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def load(self, index: int) -> Any:
+        return self.base.load(self.indices[index])
+
+
+@dataclass
+class ClassificationData:
+    """Labelled images. ``labels[i]`` indexes ``classnames``; a class may have no images (still a candidate)."""
+
+    classnames: list[str]
+    images: ImageSet
+    labels: list[int]
+    source: str
+
+
+@dataclass
+class RetrievalData:
+    """Images with one or more captions each (``captions[i]`` belongs to image i)."""
+
+    images: ImageSet
+    captions: list[list[str]]
+    source: str
+
+
+def spaced_indices(n: int, limit: int | None) -> list[int]:
+    """``limit`` indices spread evenly over ``range(n)`` (all of them when limit is None or >= n)."""
+    if limit is None or limit >= n:
+        return list(range(n))
+    if limit <= 0:
+        raise UserError(f"limit must be positive, got {limit}")
+    return [int(i * n // limit) for i in range(limit)]
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Read a gzip idx file (the MNIST format: big-endian magic, dims, then uint8 data)."""
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype_code != 0x08:
+        raise UserError(f"{path}: not an unsigned-byte idx file (magic {data[:4].hex()})")
+    dims = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if array.size != int(np.prod(dims)):
+        raise UserError(f"{path}: truncated idx file ({array.size} bytes of data for shape {dims})")
+    return array.reshape(dims)
+
+
+def fashion_mnist(path: str = "", split: str = "test") -> tuple[np.ndarray, np.ndarray]:
+    """Fashion-MNIST images (N, 28, 28) uint8 and labels (N,) from the idx files in ``path``."""
+    root = Path(path or FASHION_MNIST_DIR)
+    prefix = "t10k" if split == "test" else "train"
+    images, labels = root / f"{prefix}-images-idx3-ubyte.gz", root / f"{prefix}-labels-idx1-ubyte.gz"
+    if not images.is_file() or not labels.is_file():
+        raise SourceMissing(f"Fashion-MNIST not found at {root}", hint=FASHION_MNIST_HINT)
+    return _read_idx(images), _read_idx(labels).astype(np.int64)
+
+
+def animal_mnist_files() -> tuple[Path, Path]:
+    """Paths of animal-mnist's data and label pickles, found without importing the package."""
+    spec = importlib.util.find_spec("animal_mnist")
+    if spec is None or not spec.submodule_search_locations:
+        raise SourceMissing("Animal-MNIST (PyPI animal-mnist) is not installed", hint=ANIMAL_MNIST_HINT)
+    base = Path(next(iter(spec.submodule_search_locations))) / "data" / "Animal_MNIST"
+    files = base / "animal_data_version_3.gz", base / "animal_label_version_3.gz"
+    if not all(f.is_file() for f in files):
+        raise SourceMissing(f"Animal-MNIST data files missing under {base}", hint=ANIMAL_MNIST_HINT)
+    return files
+
+
+def animal_mnist(split: str = "test") -> tuple[np.ndarray, np.ndarray]:
+    """Animal-MNIST images (N, 28, 28) uint8 and labels (N,); ``test`` is every 5th image, ``train`` the rest."""
+    data_path, label_path = animal_mnist_files()
+    # The package's own data files (pickled numpy arrays, as its loader reads them): trusted like its code.
+    with gzip.open(data_path, "rb") as f:
+        images = np.asarray(pickle.load(f), dtype=np.uint8)
+    with gzip.open(label_path, "rb") as f:
+        labels = np.asarray(pickle.load(f), dtype=np.int64)
+    is_test = np.arange(len(labels)) % ANIMAL_MNIST_TEST_EVERY == 0
+    keep = is_test if split == "test" else ~is_test
+    return images[keep], labels[keep]
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Rows of an image/captions/label JSONL file; a malformed or imageless row is skipped and counted."""
+    if not path.is_file():
+        raise SourceMissing(f"{path} not found", hint="build the emoji set with 'clipforge data emoji DIR'")
+    rows, bad = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            bad += 1
+            continue
+        if not isinstance(row, dict) or not row.get("image") or not (path.parent / row["image"]).is_file():
+            bad += 1
+            continue
+        rows.append(row)
+    if bad:
+        log.warning("%s: skipped %d malformed rows or rows whose image is missing", path, bad)
+    if not rows:
+        raise UserError(f"{path}: no usable rows", hint='each line: {"image": "images/x.png", "captions": [...]}')
+    return rows
+
+
+def _folder_classes(root: Path) -> ClassificationData:
+    if not root.is_dir():
+        raise UserError(f"{root} is not a directory", hint="give a folder with one sub-folder of images per class")
+    classnames, paths, labels = [], [], []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        classnames.append(folder.name)
+        for f in sorted(folder.rglob("*")):
+            if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file():
+                paths.append(f)
+                labels.append(len(classnames) - 1)
+    if not classnames or not paths:
+        raise UserError(f"{root}: no class folders with images", hint="layout: DIR/<class name>/<images>")
+    return ClassificationData(classnames, FileImages(paths), labels, f"folders {root}")
+
+
+def load_classification(cfg: DatasetConfig) -> ClassificationData:
+    """Load a labelled image set as configured (``limit`` applied)."""
+    if cfg.kind == "fashion-mnist":
+        images, labels = fashion_mnist(cfg.path, cfg.split)
+        data = ClassificationData(list(FASHION_MNIST_CLASSES), ArrayImages(images), labels.tolist(), "fashion-mnist")
+    elif cfg.kind == "animal-mnist":
+        images, labels = animal_mnist(cfg.split)
+        data = ClassificationData(list(ANIMAL_MNIST_CLASSES), ArrayImages(images), labels.tolist(), "animal-mnist")
+    elif cfg.kind == "folders":
+        data = _folder_classes(Path(cfg.path))
+    elif cfg.kind == "jsonl":
+        path = Path(cfg.path)
+        rows = [r for r in read_jsonl(path) if r.get("label")]
+        classnames = sorted({str(r["label"]) for r in rows})
+        index = {c: i for i, c in enumerate(classnames)}
+        paths = [path.parent / r["image"] for r in rows]
+        data = ClassificationData(classnames, FileImages(paths), [index[str(r["label"])] for r in rows], str(path))
+    else:
+        raise UserError(f"unknown dataset kind {cfg.kind!r}", hint="fashion-mnist, animal-mnist, folders or jsonl")
+    keep = spaced_indices(len(data.labels), cfg.limit)
+    if len(keep) < len(data.labels):
+        data = ClassificationData(data.classnames, Subset(data.images, keep), [data.labels[i] for i in keep], data.source)
+    return data
+
+
+def load_retrieval(cfg: DatasetConfig) -> RetrievalData:
+    """Load a captioned image set (``jsonl`` kind: each row's ``captions``; rows without captions are skipped)."""
+    if cfg.kind != "jsonl":
+        raise UserError(f"retrieval needs captions: dataset kind {cfg.kind!r} has none", hint="use a jsonl file")
+    path = Path(cfg.path)
+    rows = [r for r in read_jsonl(path) if [c for c in r.get("captions") or [] if str(c).strip()]]
+    if not rows:
+        raise UserError(f"{path}: no rows with captions")
+    rows = [rows[i] for i in spaced_indices(len(rows), cfg.limit)]
+    captions = [[str(c) for c in r["captions"] if str(c).strip()] for r in rows]
+    return RetrievalData(FileImages([path.parent / r["image"] for r in rows]), captions, str(path))

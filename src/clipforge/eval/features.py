@@ -1,0 +1,118 @@
+"""Batched, gradient-free feature extraction shared by every evaluator.
+
+Features come back L2-normalized, float32, on the CPU: cosine similarity is then a plain matrix product,
+and results do not depend on where the model ran.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from clipforge.eval.datasets import ImageSet
+from clipforge.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+
+def model_device_dtype(pipeline: Pipeline) -> tuple[torch.device, torch.dtype]:
+    """Where the model's weights live and their floating dtype (inputs are sent there)."""
+    for p in pipeline.model.parameters():
+        if p.is_floating_point():
+            return p.device, p.dtype
+    return torch.device("cpu"), torch.float32
+
+
+@contextlib.contextmanager
+def eval_mode(model: torch.nn.Module) -> Iterator[None]:
+    """Put ``model`` in eval mode and restore its previous mode afterwards (the trainer calls us mid-run)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def _progress(total: int, desc: str, enabled: bool):
+    if not enabled:
+        return contextlib.nullcontext(None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
+    )
+
+
+def encode_texts(pipeline: Pipeline, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+    """Embed ``texts``. Returns (N, D) L2-normalized float32 on the CPU.
+
+    Args:
+        pipeline: supplies ``tokenizer`` and ``model.encode_text``.
+        texts: the strings to embed.
+        batch_size: texts per forward pass.
+    """
+    device, _ = model_device_dtype(pipeline)
+    chunks = []
+    with eval_mode(pipeline.model), torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            ids = pipeline.tokenizer(list(texts[start : start + batch_size])).to(device)  # (B, L)
+            chunks.append(F.normalize(pipeline.model.encode_text(ids).float(), dim=-1).cpu())  # (B, D)
+    if not chunks:
+        raise ValueError("no texts to encode")
+    return torch.cat(chunks)
+
+
+def encode_images(
+    pipeline: Pipeline, images: ImageSet, batch_size: int = 128, desc: str = "images", progress: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Embed every image of ``images`` through the pipeline's preprocess and image tower.
+
+    An image that fails to load or preprocess is skipped, counted and logged, never fatal.
+
+    Args:
+        pipeline: supplies ``preprocess`` and ``model.encode_image``.
+        images: the images (loaded lazily).
+        batch_size: images per forward pass.
+        desc: label of the progress bar.
+        progress: show a rich progress bar with ETA.
+
+    Returns:
+        features (K, D) L2-normalized float32 on the CPU, and kept (K,) int64: indices into ``images`` of the
+        images that were embedded (K = len(images) when none failed).
+    """
+    device, dtype = model_device_dtype(pipeline)
+    feats, kept, failed = [], [], 0
+    n = len(images)
+
+    def flush(batch: list[torch.Tensor]) -> None:
+        pixels = torch.stack(batch).to(device=device, dtype=dtype)  # (B, 3, H, W)
+        feats.append(F.normalize(pipeline.model.encode_image(pixels).float(), dim=-1).cpu())  # (B, D)
+
+    with eval_mode(pipeline.model), torch.inference_mode(), _progress(n, desc, progress) as bar:
+        task = bar.add_task(desc, total=n) if bar is not None else None
+        batch: list[torch.Tensor] = []
+        for i in range(n):
+            try:
+                batch.append(pipeline.preprocess(images.load(i)))
+            except (OSError, ValueError) as exc:
+                failed += 1
+                log.debug("skipping image %d: %s", i, exc)
+                continue
+            kept.append(i)
+            if len(batch) == batch_size:
+                flush(batch)
+                batch = []
+                if bar is not None:
+                    bar.update(task, completed=i + 1)
+        if batch:
+            flush(batch)
+    if failed:
+        log.warning("%s: skipped %d of %d images that could not be read", desc, failed, n)
+    if not feats:
+        raise ValueError(f"{desc}: no image could be embedded ({failed} failed)")
+    return torch.cat(feats), torch.tensor(kept, dtype=torch.long)
