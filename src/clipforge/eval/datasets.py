@@ -107,7 +107,7 @@ class ArrayImages(ImageSet):
 
 
 class FileImages(ImageSet):
-    """Image files; transparent ones are flattened onto ``fill`` (white, as drawings and emoji expect)."""
+    """Image files, decoded by ``clipforge.data.transforms.load_image`` (transparency flattened onto ``fill``)."""
 
     def __init__(self, paths: Sequence[Path], fill: tuple[int, int, int] = (255, 255, 255)) -> None:
         self.paths = list(paths)
@@ -117,15 +117,9 @@ class FileImages(ImageSet):
         return len(self.paths)
 
     def load(self, index: int) -> Any:
-        from PIL import Image
+        from clipforge.data.transforms import load_image
 
-        with Image.open(self.paths[index]) as im:
-            im.load()
-            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-                rgba = im.convert("RGBA")
-                background = Image.new("RGBA", rgba.size, (*self.fill, 255))
-                return Image.alpha_composite(background, rgba).convert("RGB")
-            return im.convert("RGB")
+        return load_image(self.paths[index], fill_color=self.fill)
 
 
 class Subset(ImageSet):

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
+from clipforge.errors import UserError
 from clipforge.eval.datasets import ImageSet
 from clipforge.pipeline import Pipeline
 
@@ -99,7 +100,7 @@ def encode_images(
         for i in range(n):
             try:
                 batch.append(pipeline.preprocess(images.load(i)))
-            except (OSError, ValueError) as exc:
+            except (OSError, ValueError, UserError) as exc:  # unreadable file (BadImageError is a UserError)
                 failed += 1
                 log.debug("skipping image %d: %s", i, exc)
                 continue

@@ -16,6 +16,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from clipforge.errors import UserError
 from clipforge.eval import svg
 from clipforge.eval.datasets import spaced_indices
 from clipforge.eval.linear_probe import ProbeResult
@@ -103,7 +104,7 @@ def _thumb(images: Any, index: int, caption: str, hit: bool) -> str:
     if images is not None:
         try:
             uri = _data_uri(images.load(index))
-        except (OSError, ValueError):
+        except (OSError, ValueError, UserError):
             uri = None
     img = f'<img src="{uri}" alt="">' if uri else '<span class="ph"></span>'
     return f'<div class="cell{" hit" if hit else ""}">{img}<div>{escape(caption)}</div></div>'
