@@ -69,10 +69,11 @@ def test_linear_probe_separable_features_reach_full_accuracy():
     g = torch.Generator().manual_seed(1)
     train_x, train_y = _blobs(30, g)
     test_x, test_y = _blobs(20, g)
-    res = linear_probe.probe(train_x, train_y, test_x, test_y, num_classes=3, max_iter=100)
+    sweep = (1e-4, 1e-2, 1.0, 100.0)
+    res = linear_probe.probe(train_x, train_y, test_x, test_y, num_classes=3, l2_sweep=sweep, max_iter=50)
     assert res.accuracy == 1.0
     assert res.n_train == 90 and res.n_test == 60
-    assert res.l2 in linear_probe.DEFAULT_L2_SWEEP
+    assert set(res.val_accuracy) == set(sweep)
     # All strengths separate these blobs: the tie goes to the strongest regularization that still reaches it.
     best = max(res.val_accuracy.values())
     assert res.l2 == max(l2 for l2, a in res.val_accuracy.items() if a == best)

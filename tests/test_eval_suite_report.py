@@ -61,6 +61,21 @@ def test_folder_classes_and_limit(tmp_path):
     assert sorted(set(data.labels)) == [0, 1, 2]  # evenly spaced: every class keeps a share
 
 
+def test_suite_feature_cache_embeds_each_image_set_once(tmp_path):
+    from clipforge.eval import zeroshot
+
+    write_color_emoji_set(tmp_path / "emoji")
+    pipe = color_pipeline()
+    calls = []
+    encode = pipe.model.encode_image
+    pipe.model.encode_image = lambda x: calls.append(len(x)) or encode(x)
+    cfg = zeroshot.ZeroShotConfig(DatasetConfig(kind="jsonl", path=str(tmp_path / "emoji" / "heldout.jsonl")))
+    cache = {}
+    first = zeroshot.run_detailed(pipe, cfg, cache).metrics()
+    second = zeroshot.run_detailed(pipe, cfg, cache).metrics()
+    assert calls == [5] and first == second
+
+
 def test_idx_reader_and_fashion_mnist_names(tmp_path):
     import gzip
     import struct

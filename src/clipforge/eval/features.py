@@ -117,3 +117,24 @@ def encode_images(
     if not feats:
         raise ValueError(f"{desc}: no image could be embedded ({failed} failed)")
     return torch.cat(feats), torch.tensor(kept, dtype=torch.long)
+
+
+FeatureCache = dict  # {(kind, DatasetConfig): (features, kept)}: one suite run embeds each image set once
+
+
+def cached_image_features(
+    cache: FeatureCache | None,
+    key: object,
+    pipeline: Pipeline,
+    images: ImageSet,
+    batch_size: int,
+    desc: str,
+    progress: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``encode_images`` through ``cache`` (keyed by ``key``, e.g. the dataset config); no cache when None."""
+    if cache is not None and key in cache:
+        return cache[key]
+    out = encode_images(pipeline, images, batch_size, desc, progress)
+    if cache is not None:
+        cache[key] = out
+    return out

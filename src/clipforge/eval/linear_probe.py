@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from clipforge.eval.datasets import DatasetConfig, load_classification
-from clipforge.eval.features import encode_images
+from clipforge.eval.features import FeatureCache, cached_image_features
 from clipforge.pipeline import Pipeline
 
 # 1e-6 … 1e2: from practically unregularized to weights shrunk towards the class prior.
@@ -162,13 +162,19 @@ def probe(
     return ProbeResult(accuracy(final, test_x, test_y), best_l2, val_acc, n, len(test_y))
 
 
-def run_detailed(pipeline: Pipeline, cfg: LinearProbeConfig) -> ProbeResult:
-    """Extract frozen features of ``cfg.train`` and ``cfg.test`` and probe them."""
+def run_detailed(pipeline: Pipeline, cfg: LinearProbeConfig, cache: FeatureCache | None = None) -> ProbeResult:
+    """Extract frozen features of ``cfg.train`` and ``cfg.test`` (or take them from ``cache``) and probe them."""
     train, test = load_classification(cfg.train), load_classification(cfg.test)
     if train.classnames != test.classnames:
         raise ValueError("linear probe: train and test sets have different class lists")
-    tx, tkept = encode_images(pipeline, train.images, cfg.batch_size, f"probe train {train.source}", cfg.progress)
-    vx, vkept = encode_images(pipeline, test.images, cfg.batch_size, f"probe test {test.source}", cfg.progress)
+    tx, tkept = cached_image_features(
+        cache, ("classification", cfg.train), pipeline, train.images, cfg.batch_size,
+        f"probe train {train.source}", cfg.progress,
+    )  # fmt: skip
+    vx, vkept = cached_image_features(
+        cache, ("classification", cfg.test), pipeline, test.images, cfg.batch_size,
+        f"probe test {test.source}", cfg.progress,
+    )  # fmt: skip
     ty = torch.tensor(train.labels, dtype=torch.long)[tkept]
     vy = torch.tensor(test.labels, dtype=torch.long)[vkept]
     return probe(tx, ty, vx, vy, len(train.classnames), cfg.val_fraction, cfg.l2_sweep, cfg.max_iter, cfg.seed)

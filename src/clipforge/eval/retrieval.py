@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 
 from clipforge.eval.datasets import DatasetConfig, ImageSet, RetrievalData, Subset, load_retrieval
-from clipforge.eval.features import encode_images, encode_texts
+from clipforge.eval.features import FeatureCache, cached_image_features, encode_texts
 from clipforge.pipeline import Pipeline
 
 RECALL_AT = (1, 5, 10)
@@ -117,7 +117,14 @@ def rank_matches(
     return image_ranks, text_ranks
 
 
-def evaluate(pipeline: Pipeline, data: RetrievalData, batch_size: int = 128, progress: bool = False) -> RetrievalResult:
+def evaluate(
+    pipeline: Pipeline,
+    data: RetrievalData,
+    batch_size: int = 128,
+    progress: bool = False,
+    cache: FeatureCache | None = None,
+    cache_key: object = None,
+) -> RetrievalResult:
     """Embed ``data``'s images and captions and rank both directions.
 
     Args:
@@ -125,8 +132,11 @@ def evaluate(pipeline: Pipeline, data: RetrievalData, batch_size: int = 128, pro
         data: images with their captions.
         batch_size: images / texts per forward pass.
         progress: show a progress bar while embedding images.
+        cache, cache_key: reuse image features computed earlier in a suite run.
     """
-    image_features, kept = encode_images(pipeline, data.images, batch_size, f"retrieval {data.source}", progress)
+    image_features, kept = cached_image_features(
+        cache, cache_key, pipeline, data.images, batch_size, f"retrieval {data.source}", progress
+    )
     texts, owner = [], []
     for row, i in enumerate(kept.tolist()):
         texts.extend(data.captions[i])
@@ -140,9 +150,10 @@ def evaluate(pipeline: Pipeline, data: RetrievalData, batch_size: int = 128, pro
     return RetrievalResult(image_ranks, text_ranks, image_features, text_features, texts, text_image, images)
 
 
-def run_detailed(pipeline: Pipeline, cfg: RetrievalConfig) -> RetrievalResult:
+def run_detailed(pipeline: Pipeline, cfg: RetrievalConfig, cache: FeatureCache | None = None) -> RetrievalResult:
     """Load ``cfg.dataset`` and evaluate it, keeping ranks and embeddings for the report."""
-    return evaluate(pipeline, load_retrieval(cfg.dataset), cfg.batch_size, cfg.progress)
+    data = load_retrieval(cfg.dataset)
+    return evaluate(pipeline, data, cfg.batch_size, cfg.progress, cache, ("retrieval", cfg.dataset))
 
 
 def run(pipeline: Pipeline, cfg: RetrievalConfig) -> dict[str, float]:

@@ -173,12 +173,13 @@ def run_benchmarks(pipeline: Pipeline, benchmarks: list[Benchmark], cfg: SuiteCo
     """
     get_templates(cfg.templates)  # a bad template set is a user error before any work starts
     result = SuiteResult()
+    cache: dict = {}  # image features shared between benchmarks on the same images (zero-shot and probe test)
     tasks = {"zeroshot": zeroshot, "retrieval": retrieval, "linear_probe": linear_probe}
     for bench in benchmarks:
         result.sources[bench.key] = bench.source
         start = time.perf_counter()
         try:
-            detail = tasks[bench.task].run_detailed(pipeline, bench.make(cfg))
+            detail = tasks[bench.task].run_detailed(pipeline, bench.make(cfg), cache)
         except SourceMissing as exc:
             reason = f"{exc.args[0]}; {exc.hint}" if exc.hint else str(exc.args[0])
             result.skipped[bench.key] = reason

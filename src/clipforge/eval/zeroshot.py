@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from clipforge.eval.datasets import ClassificationData, DatasetConfig, ImageSet, ListImages, load_classification
-from clipforge.eval.features import encode_images, encode_texts
+from clipforge.eval.features import FeatureCache, cached_image_features, encode_images, encode_texts
 from clipforge.eval.templates import fill, get_templates
 from clipforge.pipeline import Pipeline
 
@@ -127,6 +127,8 @@ def evaluate(
     templates: Sequence[str],
     batch_size: int = 128,
     progress: bool = False,
+    cache: FeatureCache | None = None,
+    cache_key: object = None,
 ) -> ZeroShotResult:
     """Zero-shot classify ``data`` with ``pipeline``.
 
@@ -136,18 +138,22 @@ def evaluate(
         templates: prompt templates.
         batch_size: images / texts per forward pass.
         progress: show a progress bar while embedding images.
+        cache, cache_key: reuse image features another evaluator computed for the same data (suite runs).
     """
     weights = class_embeddings(pipeline, data.classnames, templates, batch_size)
-    feats, kept = encode_images(pipeline, data.images, batch_size, desc=f"zero-shot {data.source}", progress=progress)
+    feats, kept = cached_image_features(
+        cache, cache_key, pipeline, data.images, batch_size, f"zero-shot {data.source}", progress
+    )
     scores, ranking = rank_classes(feats, weights)
     labels = torch.tensor(data.labels, dtype=torch.long)[kept]
     return ZeroShotResult(list(data.classnames), labels, ranking, scores, kept, data.images)
 
 
-def run_detailed(pipeline: Pipeline, cfg: ZeroShotConfig) -> ZeroShotResult:
+def run_detailed(pipeline: Pipeline, cfg: ZeroShotConfig, cache: FeatureCache | None = None) -> ZeroShotResult:
     """Load ``cfg.dataset`` and evaluate it; the full result (confusion matrix, rankings) for reports."""
     data = load_classification(cfg.dataset)
-    return evaluate(pipeline, data, get_templates(cfg.templates), cfg.batch_size, cfg.progress)
+    key = ("classification", cfg.dataset)
+    return evaluate(pipeline, data, get_templates(cfg.templates), cfg.batch_size, cfg.progress, cache, key)
 
 
 def run(pipeline: Pipeline, cfg: ZeroShotConfig) -> dict[str, float]:
