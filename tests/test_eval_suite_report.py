@@ -169,6 +169,6 @@ def test_cli_suite_writes_results_and_report(tmp_path, monkeypatch):
     assert rc == 0
     results = json.loads((out / "results.json").read_text())
     assert results["zeroshot"]["emoji_heldout"]["top1"] == 1.0
-    assert results["meta"]["train seed"] == 3 and "animal" in results["skipped"]["zeroshot.animal_mnist"]
+    assert results["meta"]["train seed"] == 3 and results["meta"]["train steps"] == 10 and "animal" in results["skipped"]["zeroshot.animal_mnist"]
     assert "seed" in (out / "report.html").read_text()
     assert main(["eval", "--suite", "nope", str(tmp_path)]) == 2

@@ -16,7 +16,6 @@ Writes OUT_DIR/results.json and OUT_DIR/report.html (default OUT_DIR: CHECKPOINT
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -81,53 +80,10 @@ def _benchmarks(args: argparse.Namespace) -> list[Any]:
     return chosen
 
 
-def _run_info(run_dir: str | None) -> tuple[list[dict[str, Any]] | None, dict[str, Any] | None]:
-    """Metrics rows and resolved config of a training run directory, when present."""
-    if not run_dir:
-        return None, None
-    from clipforge.errors import UserError
-    from clipforge.eval.report import read_metrics_jsonl
-
-    root = Path(run_dir)
-    if not root.is_dir():
-        raise UserError(f"--run-dir {run_dir} is not a directory")
-    metrics = root / "metrics.jsonl"
-    rows = read_metrics_jsonl(metrics) if metrics.is_file() else None
-    config = None
-    for name in ("config.json", "config.yaml", "resolved_config.yaml", "resolved_config.json", "run.yaml"):
-        path = root / name
-        if path.is_file():
-            if path.suffix == ".json":
-                config = json.loads(path.read_text())
-            else:
-                import yaml
-
-                config = yaml.safe_load(path.read_text())
-            break
-    return rows, config
-
-
-def _print_table(result: Any) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title="clipforge eval")
-    for col in ("benchmark", "metric", "value"):
-        table.add_column(col)
-    for key, value in result.metrics.items():
-        task_bench, metric = key.rsplit(".", 1)
-        shown = f"{value:.0f}" if metric.startswith("n_") else (f"{value:g}" if metric == "l2" else f"{100 * value:.2f}%")
-        table.add_row(task_bench, metric, shown)
-    console = Console()
-    console.print(table)
-    for key, reason in result.skipped.items():
-        console.print(f"[yellow]skipped {key}[/]: {reason}")
-
-
 def run(args: argparse.Namespace) -> int:
     from clipforge.errors import UserError
-    from clipforge.eval import report, suite
-    from clipforge.utils.configs import to_dict
+    from clipforge.eval import suite
+    from clipforge.eval.runner import evaluate_and_report
 
     if not (args.suite or args.classes_from_folders or args.zeroshot or args.retrieval or args.linear_probe):
         args.suite = "demo"
@@ -138,29 +94,20 @@ def run(args: argparse.Namespace) -> int:
         templates=args.templates, limit=args.limit, probe_train_limit=args.probe_train_limit,
         batch_size=args.batch_size, progress=True,
     )  # fmt: skip
+    from clipforge.eval.templates import get_templates
+
+    get_templates(args.templates)  # a bad template file is reported before the model loads
+    benchmarks = _benchmarks(args)
     start = time.perf_counter()
     pipeline = load_pipeline(args.checkpoint, args.device)
-    result = suite.run_benchmarks(pipeline, _benchmarks(args), cfg)
-    wall = time.perf_counter() - start
-    _print_table(result)
+    load_seconds = time.perf_counter() - start
     ckpt = Path(args.checkpoint)
     out_dir = Path(args.out_dir) if args.out_dir else (ckpt / "eval" if ckpt.is_dir() else Path("eval-results"))
-    rows, run_config = _run_info(args.run_dir)
-    meta: dict[str, Any] = {"checkpoint": str(args.checkpoint), "suite": cfg.name, "templates": cfg.templates,
-                            "limit": cfg.limit, "device": args.device, "wall_seconds": round(wall, 2)}  # fmt: skip
-    if run_config:
-        for key in ("seed", "steps", "max_steps", "epochs"):
-            if key in run_config:
-                meta[f"train {key}"] = run_config[key]
-    if rows:
-        meta["train steps logged"] = int(max(r["step"] for r in rows))
-    meta["suite config"] = json.dumps(to_dict(cfg))
-    results_path = report.write_results_json(out_dir / "results.json", result, meta)
-    print(f"results: {results_path}")
+    evaluate_and_report(
+        pipeline, cfg, out_dir, benchmarks=benchmarks, checkpoint=str(args.checkpoint), run_dir=args.run_dir,
+        html=not args.no_report, extra_meta={"device": args.device, "model load seconds": round(load_seconds, 2)},
+    )  # fmt: skip
+    print(f"results: {out_dir / 'results.json'}")
     if not args.no_report:
-        html = report.write_report(
-            out_dir / "report.html", result, meta=meta, metrics_rows=rows, run_config=run_config,
-            title=f"clipforge evaluation — {Path(args.checkpoint).name}",
-        )  # fmt: skip
-        print(f"report:  {html}")
+        print(f"report:  {out_dir / 'report.html'}")
     return 0

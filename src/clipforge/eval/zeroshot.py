@@ -167,9 +167,9 @@ def make_zeroshot_hook(
     labels: Sequence[int],
     templates: Sequence[str] = ("a photo of a {}.",),
     batch_size: int = 128,
-    prefix: str = "zeroshot/",
+    prefix: str = "zeroshot.",
 ) -> Callable[[Pipeline], dict[str, float]]:
-    """A callable the trainer runs every N steps: ``hook(pipeline) -> {"zeroshot/top1": ..., ...}``.
+    """A callable the trainer runs every N steps: ``hook(pipeline) -> {"zeroshot.top1": ..., ...}``.
 
     Class-text embeddings are computed once per call (not per image batch) from the model as it is at that
     step. Preprocessed pixels are cached after the first call, keyed on the preprocess config, since they
@@ -203,6 +203,21 @@ def make_zeroshot_hook(
         return {prefix + k: v for k, v in result.metrics().items() if not k.startswith("n_")}
 
     return hook
+
+
+def make_zeroshot_hook_for(
+    dataset: DatasetConfig, templates: str = "single", batch_size: int = 128, prefix: str = "zeroshot."
+) -> Callable[[Pipeline], dict[str, float]]:
+    """``make_zeroshot_hook`` on a configured dataset, e.g. the emoji set's ``heldout.jsonl`` for a training run.
+
+    Args:
+        dataset: the labelled images (set ``limit`` to keep in-training evaluation short).
+        templates: template set name or file (one prompt keeps it cheap; the suite uses the full set).
+        batch_size: images / texts per forward pass.
+        prefix: put before each metric name.
+    """
+    data = load_classification(dataset)
+    return make_zeroshot_hook(data.classnames, data.images, data.labels, get_templates(templates), batch_size, prefix)
 
 
 def _identity(x: torch.Tensor) -> torch.Tensor:

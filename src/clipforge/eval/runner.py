@@ -1,0 +1,141 @@
+"""Run benchmarks on a pipeline and write ``results.json`` + ``report.html``: what ``clipforge eval`` and the
+demo both call.
+
+    from clipforge.eval.runner import evaluate_and_report
+    from clipforge.eval.suite import SuiteConfig
+    result = evaluate_and_report(pipeline, SuiteConfig(name="demo", emoji_root="data/emoji"), "runs/demo",
+                                 checkpoint="runs/demo/final", run_dir="runs/demo")
+    result.metrics["zeroshot.emoji_heldout.top1"]
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from clipforge.errors import UserError
+from clipforge.eval import report, suite
+from clipforge.pipeline import Pipeline
+from clipforge.utils.configs import to_dict
+
+log = logging.getLogger(__name__)
+
+RUN_CONFIG_FILES = ("config.yaml", "config.json", "resolved_config.yaml", "resolved_config.json")
+META_KEYS = ("seed", "steps", "max_steps", "epochs", "model", "batch_size")  # shown at the top of the report
+
+
+def read_run_dir(run_dir: str | Path | None) -> tuple[list[dict[str, Any]] | None, dict[str, Any] | None]:
+    """A training run's metrics rows (``metrics.jsonl``) and resolved config (``config.yaml``), when present.
+
+    Args:
+        run_dir: the training run directory, or None.
+    """
+    if not run_dir:
+        return None, None
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise UserError(f"run directory {run_dir} does not exist", hint="pass the directory 'clipforge train' wrote")
+    metrics = root / "metrics.jsonl"
+    rows = report.read_metrics_jsonl(metrics) if metrics.is_file() else None
+    for name in RUN_CONFIG_FILES:
+        path = root / name
+        if path.is_file():
+            if path.suffix == ".json":
+                return rows, json.loads(path.read_text())
+            import yaml
+
+            loaded = yaml.safe_load(path.read_text())
+            return rows, loaded if isinstance(loaded, dict) else None
+    return rows, None
+
+
+def _find(config: dict[str, Any], key: str) -> Any:
+    """``config[key]`` at the top level or one section down (e.g. ``train.steps``)."""
+    if key in config:
+        return config[key]
+    for value in config.values():
+        if isinstance(value, dict) and key in value and not isinstance(value[key], dict):
+            return value[key]
+    return None
+
+
+def print_table(result: suite.SuiteResult) -> None:
+    """The metrics as a rich table, then one line per skipped benchmark."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="clipforge eval")
+    for col in ("benchmark", "metric", "value"):
+        table.add_column(col)
+    for key, value in result.metrics.items():
+        bench, metric = key.rsplit(".", 1)
+        if metric.startswith("n_"):
+            shown = f"{value:.0f}"
+        elif metric == "l2":
+            shown = f"{value:g}"
+        else:
+            shown = f"{100 * value:.2f}%"
+        table.add_row(bench, metric, shown)
+    console = Console()
+    console.print(table)
+    for key, reason in result.skipped.items():
+        console.print(f"[yellow]skipped {key}[/]: {reason}")
+
+
+def evaluate_and_report(
+    pipeline: Pipeline,
+    cfg: suite.SuiteConfig,
+    out_dir: str | Path,
+    *,
+    benchmarks: list[suite.Benchmark] | None = None,
+    checkpoint: str = "",
+    run_dir: str | Path | None = None,
+    html: bool = True,
+    show: bool = True,
+    extra_meta: dict[str, Any] | None = None,
+) -> suite.SuiteResult:
+    """Run the suite ``cfg.name`` (or ``benchmarks``), write OUT_DIR/results.json and OUT_DIR/report.html.
+
+    Args:
+        pipeline: the loaded checkpoint.
+        cfg: suite settings.
+        out_dir: where the two files go.
+        benchmarks: run these instead of the named suite.
+        checkpoint: shown in the report.
+        run_dir: a training run directory: its curves, seed, steps and config go in the report.
+        html: also write the HTML report.
+        show: print the results table.
+        extra_meta: more facts for the report's Run table and results.json ``meta``.
+    """
+    start = time.perf_counter()
+    if benchmarks is None:
+        result = suite.run_suite(pipeline, cfg)
+    else:
+        result = suite.run_benchmarks(pipeline, benchmarks, cfg)
+    wall = time.perf_counter() - start
+    if show:
+        print_table(result)
+    rows, run_config = read_run_dir(run_dir)
+    meta: dict[str, Any] = {"checkpoint": checkpoint, "suite": cfg.name, "templates": cfg.templates,
+                            "limit": cfg.limit, "suite wall seconds": round(wall, 2)}  # fmt: skip
+    for key in META_KEYS:
+        value = _find(run_config, key) if run_config else None
+        if value is not None:
+            meta[f"train {key}"] = value
+    if rows:
+        meta["train last logged step"] = int(max(r["step"] for r in rows))
+    meta.update(extra_meta or {})
+    meta["suite config"] = json.dumps(to_dict(cfg))
+    out = Path(out_dir)
+    path = report.write_results_json(out / "results.json", result, meta)
+    log.info("results: %s", path)
+    if html:
+        title = f"clipforge evaluation — {Path(checkpoint).name}" if checkpoint else "clipforge evaluation"
+        page = report.write_report(
+            out / "report.html", result, meta=meta, metrics_rows=rows, run_config=run_config, title=title
+        )
+        log.info("report: %s", page)
+    return result
