@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="a .jsonl of {image, captions}")  # fmt: skip
     what.add_argument("--linear-probe", metavar="SRC", action="append", default=[], choices=TASK_SOURCES,
                       help="fashion-mnist or animal-mnist")  # fmt: skip
-    opts = parser.add_argument_group("options")
+    opts = parser.add_argument_group("settings")
     opts.add_argument("--templates", default="openai", help="openai (80), short (7), single, plain, or a file")
     opts.add_argument("--emoji-root", default="data/emoji", help="directory written by 'clipforge data emoji'")
     opts.add_argument("--fashion-mnist-dir", default="", help="Fashion-MNIST idx files (default: Debian's)")

@@ -130,16 +130,16 @@ def _benchmarks(result: SuiteResult) -> str:
         m = detail.metrics()
         task, name = key.split(".", 1)
         if isinstance(detail, ZeroShotResult):
-            bars.append((f"zero-shot top-1 · {name}", m["top1"]))
             chance = 1 / m["n_classes"]
+            bars.append((f"zero-shot top-1 · {name}", m["top1"], chance))
             main = (
                 f"top-1 {_pct(m['top1'])} · top-5 {_pct(m['top5'])} · mean per class {_pct(m['mean_per_class'])} "
                 f"· chance {_pct(chance)}"
             )
             size = f"{int(m['n_images'])} images, {int(m['n_classes'])} classes"
         elif isinstance(detail, RetrievalResult):
-            bars.append((f"text→image R@5 · {name}", m["text_to_image_R@5"]))
-            bars.append((f"image→text R@5 · {name}", m["image_to_text_R@5"]))
+            bars.append((f"text→image R@5 · {name}", m["text_to_image_R@5"], min(1.0, 5 / m["n_images"])))
+            bars.append((f"image→text R@5 · {name}", m["image_to_text_R@5"], None))
             main = " · ".join(
                 f"{d} R@{k} {_pct(m[f'{p}_R@{k}'])}"
                 for p, d in (("image_to_text", "i→t"), ("text_to_image", "t→i"))
@@ -147,7 +147,7 @@ def _benchmarks(result: SuiteResult) -> str:
             )
             size = f"{int(m['n_images'])} images, {int(m['n_texts'])} captions"
         elif isinstance(detail, ProbeResult):
-            bars.append((f"linear probe · {name}", m["accuracy"]))
+            bars.append((f"linear probe · {name}", m["accuracy"], None))
             main = f"accuracy {_pct(m['accuracy'])} · L2 {m['l2']:g} (validation {_pct(m['val_accuracy'])})"
             size = f"{int(m['n_train'])} train, {int(m['n_test'])} test images"
         else:
@@ -166,6 +166,8 @@ def _benchmarks(result: SuiteResult) -> str:
     )
     sources = "".join(f"<li><b>{escape(k)}</b>: {escape(v)}</li>" for k, v in result.sources.items())
     chart = svg.bar_chart(bars) if bars else ""
+    if any(b[2] is not None for b in bars):
+        chart += '<p class="sub">Dark ticks: chance level (zero-shot 1/classes, text→image R@5 5/images).</p>'
     return f'{chart}{table}<h3>Data sources</h3><ul class="sub">{sources}</ul>'
 
 

@@ -73,11 +73,13 @@ def line_chart(points: Sequence[tuple[float, float]], title: str, width: int = 4
     return "".join(parts)
 
 
-def bar_chart(items: Sequence[tuple[str, float]], width: int = 760, bar_height: int = 22) -> str:
+def bar_chart(
+    items: Sequence[tuple[str, float, float | None]], width: int = 760, bar_height: int = 22
+) -> str:
     """Horizontal bars for values in 0..1 (accuracies, recalls), labelled with percentages.
 
     Args:
-        items: (label, value) pairs.
+        items: (label, value, chance) triples; chance (or None) is drawn as a dark tick on the bar.
         width: SVG width in pixels.
         bar_height: height of each bar row.
     """
@@ -85,7 +87,7 @@ def bar_chart(items: Sequence[tuple[str, float]], width: int = 760, bar_height: 
     w = width - label_w - value_w
     height = bar_height * len(items) + 8
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" class="chart">']
-    for i, (label, value) in enumerate(items):
+    for i, (label, value, chance) in enumerate(items):
         y = 4 + i * bar_height
         frac = min(max(value, 0.0), 1.0)
         parts.append(
@@ -100,6 +102,12 @@ def bar_chart(items: Sequence[tuple[str, float]], width: int = 760, bar_height: 
             f'<text x="{label_w + w + 6}" y="{y + bar_height * 0.65:.1f}" font-size="12" fill="{TEXT}">'
             f"{100 * value:.1f}%</text>"
         )
+        if chance is not None:
+            x = label_w + w * min(max(chance, 0.0), 1.0)
+            parts.append(
+                f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{y + 1}" y2="{y + bar_height - 1}" stroke="#222" '
+                f'stroke-width="2"><title>chance {100 * chance:.1f}%</title></line>'
+            )
     parts.append("</svg>")
     return "".join(parts)
 
