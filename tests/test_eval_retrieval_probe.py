@@ -26,19 +26,20 @@ def test_retrieval_exact_recall_with_several_captions():
     assert m["text_to_image_R@1"] == pytest.approx(3 / 4)
     assert m["text_to_image_R@5"] == 1.0
     assert m["n_images"] == 3 and m["n_texts"] == 4
+    assert res.positives.tolist() == [[1, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]]
     assert res.top_images(3, k=2) == [1, 2]
     assert res.top_texts(0, k=2) == [1, 0]  # "cat near", then three captions tied at 0: lowest index first
 
 
-def _brute_force(img, txt, owner):
+def _brute_force(img, txt, pos):
     image_ranks = []
     for i in range(len(img)):
         order = torch.sort(txt @ img[i], descending=True, stable=True).indices.tolist()
-        image_ranks.append(min(order.index(t) for t in range(len(txt)) if owner[t] == i))
+        image_ranks.append(min(order.index(t) for t in range(len(txt)) if pos[t, i]))
     text_ranks = []
     for t in range(len(txt)):
         order = torch.sort(img @ txt[t], descending=True, stable=True).indices.tolist()
-        text_ranks.append(order.index(int(owner[t])))
+        text_ranks.append(min(order.index(i) for i in range(len(img)) if pos[t, i]))
     return image_ranks, text_ranks
 
 
@@ -47,16 +48,30 @@ def test_rank_matches_equals_brute_force_sort_with_many_ties(monkeypatch):
     g = torch.Generator().manual_seed(0)
     img = torch.randint(-1, 2, (20, 3), generator=g).float()  # few distinct values: many exact ties
     txt = torch.randint(-1, 2, (45, 3), generator=g).float()
-    owner = torch.cat([torch.arange(20), torch.randint(0, 20, (25,), generator=g)])
-    image_ranks, text_ranks = retrieval.rank_matches(img, txt, owner)
-    expected_i, expected_t = _brute_force(img, txt, owner)
+    pos = torch.rand(45, 20, generator=g) < 0.08  # some texts describe several images
+    pos[torch.arange(20), torch.arange(20)] = True
+    pos[torch.arange(20, 45), torch.randint(0, 20, (25,), generator=g)] = True
+    image_ranks, text_ranks = retrieval.rank_matches(img, txt, pos)
+    expected_i, expected_t = _brute_force(img, txt, pos)
     assert image_ranks.tolist() == expected_i
     assert text_ranks.tolist() == expected_t
 
 
+def test_shared_caption_is_one_query_with_every_image_it_describes():
+    pipe = toy_pipeline({"hand": vec(1, 0, 0, 0), "dark hand": vec(1, 1, 0, 0), "light hand": vec(1, -1, 0, 0)})
+    images = [vec(1, 0.5, 0, 0), vec(1, -0.5, 0, 0)]
+    data = RetrievalData(ListImages(images), [["hand", "dark hand"], ["hand", "light hand"]], "toy")
+    res = retrieval.evaluate(pipe, data)
+    assert res.texts == ["hand", "dark hand", "light hand"]
+    assert res.positives.tolist() == [[True, True], [True, False], [False, True]]
+    # "hand" ties between its two images: either is correct, so rank 0 (not 1 for the second copy).
+    assert res.text_ranks.tolist() == [0, 0, 0]
+    assert res.metrics()["n_texts"] == 3
+
+
 def test_rank_matches_needs_a_caption_per_image():
     with pytest.raises(ValueError, match="at least one caption"):
-        retrieval.rank_matches(torch.eye(3), torch.eye(3)[:2], torch.tensor([0, 1]))
+        retrieval.rank_matches(torch.eye(3), torch.eye(3)[:2], torch.eye(3, dtype=torch.bool)[:2])
 
 
 def _blobs(n_per_class, generator, spread=0.3):

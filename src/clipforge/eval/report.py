@@ -211,19 +211,18 @@ def _zeroshot_examples(name: str, res: ZeroShotResult, n: int = 8) -> str:
 
 
 def _retrieval_grid(name: str, res: RetrievalResult) -> str:
-    owner = res.text_image.tolist()
-    out = [f"<h3>{escape(name)}: top-5 images for sample captions (green: the caption's image)</h3>"]
-    first_caption = {}
-    for t, i in enumerate(owner):
-        first_caption.setdefault(i, t)
+    pos = res.positives
+    out = [f"<h3>{escape(name)}: top-5 images for sample captions (green: an image it describes)</h3>"]
     for image_index in spaced_indices(len(res.image_ranks), SAMPLES):
-        t = first_caption[image_index]
-        cells = "".join(_thumb(res.images, j, f"#{r + 1}", j == owner[t]) for r, j in enumerate(res.top_images(t)))
+        t = int(pos[:, image_index].nonzero()[0, 0])  # the image's first caption
+        cells = "".join(
+            _thumb(res.images, j, f"#{r + 1}", bool(pos[t, j])) for r, j in enumerate(res.top_images(t))
+        )
         out.append(f'<div class="row"><div class="query">“{escape(res.texts[t])}”</div>{cells}</div>')
     out.append(f"<h3>{escape(name)}: top-5 captions for sample images (green: the image's own captions)</h3>")
     for image_index in spaced_indices(len(res.image_ranks), SAMPLES):
         texts = "".join(
-            f'<li class="{"hit" if owner[t] == image_index else ""}">{escape(res.texts[t])}</li>'
+            f'<li class="{"hit" if pos[t, image_index] else ""}">{escape(res.texts[t])}</li>'
             for t in res.top_texts(image_index)
         )
         query = _thumb(res.images, image_index, "query", False)

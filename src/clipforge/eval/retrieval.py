@@ -1,7 +1,12 @@
 """Image-text retrieval Recall@K in both directions, several captions per image.
 
 Image → text: an image query is a hit at K when any of its own captions is among the K best texts.
-Text → image: a caption query is a hit at K when its image is among the K best images.
+Text → image: a caption query is a hit at K when an image it describes is among the K best images.
+
+Identical caption strings are one text: a caption shared by several images (e.g. skin-tone variants of one
+emoji, all captioned "waving hand") is one query whose correct answers are all those images, and one
+candidate that is correct for each of them. Otherwise a duplicate would compete with itself at an exactly
+equal score and the tie rule, not the model, would decide the rank.
 
 Ranks use the same tie rule as zero-shot: candidates with equal similarity are ordered by index, lower
 first (a stable sort), so the numbers are exact and device independent.
@@ -42,9 +47,9 @@ class RetrievalResult:
 
     Attributes:
         image_ranks: (N,) for each image query, rank of its best-placed own caption among all texts.
-        text_ranks: (M,) for each caption query, rank of its image among all images.
+        text_ranks: (M,) for each caption query, rank of its best-placed image among all images.
         image_features, text_features: (N, D), (M, D) normalized embeddings.
-        texts: the M captions; text_image: (M,) image index of each caption.
+        texts: the M distinct captions; positives: (M, N) bool, caption t describes image i.
     """
 
     image_ranks: torch.Tensor
@@ -52,7 +57,7 @@ class RetrievalResult:
     image_features: torch.Tensor
     text_features: torch.Tensor
     texts: list[str]
-    text_image: torch.Tensor
+    positives: torch.Tensor
     images: ImageSet | None = None
 
     def metrics(self) -> dict[str, float]:
@@ -76,44 +81,50 @@ class RetrievalResult:
         return torch.sort(scores, descending=True, stable=True).indices[:k].tolist()
 
 
-def _rank_of_target(scores: torch.Tensor, target_score: torch.Tensor, target_index: torch.Tensor) -> torch.Tensor:
-    """Position of the target in a stable descending sort: candidates scoring higher, plus equal ones before it."""
-    index = torch.arange(scores.shape[1])[None, :]  # (1, C)
-    ahead = (scores > target_score[:, None]) | ((scores == target_score[:, None]) & (index < target_index[:, None]))
+def _first_positive_rank(sims: torch.Tensor, positive: torch.Tensor) -> torch.Tensor:
+    """Rank (0 = best) of each query's best-placed positive candidate in a stable descending sort.
+
+    Args:
+        sims: (Q, C) similarities of Q queries to C candidates.
+        positive: (Q, C) bool, at least one True per row.
+    """
+    index = torch.arange(sims.shape[1])[None, :]  # (1, C)
+    pos_scores = sims.masked_fill(~positive, float("-inf"))
+    best = pos_scores.max(dim=1, keepdim=True).values  # (Q, 1)
+    # First positive in a stable sort: highest score, ties to the lowest index.
+    best_index = torch.where(positive & (pos_scores == best), index, sims.shape[1]).min(dim=1, keepdim=True).values
+    ahead = (sims > best) | ((sims == best) & (index < best_index))  # (Q, C)
     return ahead.sum(dim=1)  # (Q,)
 
 
 def rank_matches(
-    image_features: torch.Tensor, text_features: torch.Tensor, text_image: torch.Tensor
+    image_features: torch.Tensor, text_features: torch.Tensor, positives: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Image-query and text-query ranks of the first correct match.
 
     Args:
         image_features: (N, D) normalized.
         text_features: (M, D) normalized.
-        text_image: (M,) the image each text belongs to; every image needs at least one text.
+        positives: (M, N) bool, text t describes image i; every image and every text needs one True.
 
     Returns:
         image_ranks (N,), text_ranks (M,), int64.
     """
     n, m = image_features.shape[0], text_features.shape[0]
-    if torch.bincount(text_image, minlength=n).min() == 0:
+    if positives.shape != (m, n):
+        raise ValueError(f"positives must be ({m}, {n}), got {tuple(positives.shape)}")
+    if not positives.any(dim=0).all():
         raise ValueError("every image needs at least one caption")
+    if not positives.any(dim=1).all():
+        raise ValueError("every caption needs at least one image")
     text_ranks = torch.empty(m, dtype=torch.long)
     for s in range(0, m, QUERY_CHUNK):
         sims = text_features[s : s + QUERY_CHUNK] @ image_features.T  # (q, N)
-        target = text_image[s : s + QUERY_CHUNK]
-        text_ranks[s : s + QUERY_CHUNK] = _rank_of_target(sims, sims.gather(1, target[:, None])[:, 0], target)
+        text_ranks[s : s + QUERY_CHUNK] = _first_positive_rank(sims, positives[s : s + QUERY_CHUNK])
     image_ranks = torch.empty(n, dtype=torch.long)
-    text_index = torch.arange(m)
     for s in range(0, n, QUERY_CHUNK):
         sims = image_features[s : s + QUERY_CHUNK] @ text_features.T  # (q, M)
-        own = text_image[None, :] == torch.arange(s, s + sims.shape[0])[:, None]  # (q, M)
-        # The image's best own caption: highest score, ties to the lowest text index (first in a stable sort).
-        own_scores = sims.masked_fill(~own, float("-inf"))
-        best = own_scores.max(dim=1).values  # (q,)
-        best_index = torch.where(own & (own_scores == best[:, None]), text_index, m).min(dim=1).values
-        image_ranks[s : s + QUERY_CHUNK] = _rank_of_target(sims, best, best_index)
+        image_ranks[s : s + QUERY_CHUNK] = _first_positive_rank(sims, positives[:, s : s + QUERY_CHUNK].T)
     return image_ranks, text_ranks
 
 
@@ -137,17 +148,20 @@ def evaluate(
     image_features, kept = cached_image_features(
         cache, cache_key, pipeline, data.images, batch_size, f"retrieval {data.source}", progress
     )
-    texts, owner = [], []
+    text_index: dict[str, int] = {}  # distinct captions, in first-seen order
+    pairs = []
     for row, i in enumerate(kept.tolist()):
-        texts.extend(data.captions[i])
-        owner.extend([row] * len(data.captions[i]))
+        for caption in data.captions[i]:
+            pairs.append((text_index.setdefault(caption, len(text_index)), row))
+    texts = list(text_index)
+    positives = torch.zeros(len(texts), len(kept), dtype=torch.bool)  # (M, N)
+    positives[tuple(torch.tensor(pairs).T)] = True
     text_features = encode_texts(pipeline, texts, batch_size)
-    text_image = torch.tensor(owner, dtype=torch.long)
-    image_ranks, text_ranks = rank_matches(image_features, text_features, text_image)
+    image_ranks, text_ranks = rank_matches(image_features, text_features, positives)
     images = data.images
     if len(kept) < len(images):
         images = Subset(images, kept.tolist())
-    return RetrievalResult(image_ranks, text_ranks, image_features, text_features, texts, text_image, images)
+    return RetrievalResult(image_ranks, text_ranks, image_features, text_features, texts, positives, images)
 
 
 def run_detailed(pipeline: Pipeline, cfg: RetrievalConfig, cache: FeatureCache | None = None) -> RetrievalResult:
