@@ -172,3 +172,15 @@ def test_cli_suite_writes_results_and_report(tmp_path, monkeypatch):
     assert results["meta"]["train seed"] == 3 and results["meta"]["train steps"] == 10 and "animal" in results["skipped"]["zeroshot.animal_mnist"]
     assert "seed" in (out / "report.html").read_text()
     assert main(["eval", "--suite", "nope", str(tmp_path)]) == 2
+
+
+def test_encode_texts_keeps_input_order_when_batching_by_length():
+    import torch
+
+    from clipforge.eval.features import encode_texts
+
+    pipe = color_pipeline()
+    texts = ["red green blue", "red", "green blue", "cyan", "white black red yellow", "magenta red"]
+    batched = encode_texts(pipe, texts, batch_size=2)
+    one_by_one = torch.cat([encode_texts(pipe, [t]) for t in texts])
+    assert torch.allclose(batched, one_by_one, atol=1e-6)
