@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 MAX_CONFUSION_CLASSES = 25  # beyond this a heat map is unreadable: list the most confused pairs instead
 SAMPLES = 4  # sample queries per retrieval direction
 THUMB = 72  # thumbnail side in pixels
+CURVE_NEXT = ("logit_scale", "lr")
 NOT_CURVES = {"step", "epoch", "time", "timestamp", "wall", "elapsed"}  # x-like keys, not plotted
 
 CSS = """
@@ -46,7 +47,7 @@ th{color:#555;font-weight:600}td.num{text-align:right;font-variant-numeric:tabul
 .cell{text-align:center;font-size:11px;width:84px}
 .cell img{width:72px;height:72px;image-rendering:pixelated;border:3px solid #e3e6eb;border-radius:4px;background:#fff}
 .cell.hit img{border-color:#2a9d4b}.texts{font-size:12px;margin:0;padding-left:18px}.texts li.hit{color:#1e7b3a;font-weight:600}
-.ph{display:inline-block;width:72px;height:72px;background:#eee;border-radius:4px}
+.ex{width:128px}.ph{display:inline-block;width:72px;height:72px;background:#eee;border-radius:4px}
 pre{background:#f7f8fa;padding:10px;border-radius:6px;font-size:12px;overflow:auto;max-height:400px}
 """
 
@@ -116,7 +117,8 @@ def _curves(rows: list[dict[str, Any]]) -> str:
         for k, v in row.items():
             if k not in NOT_CURVES and k not in keys and isinstance(v, (int, float)) and not isinstance(v, bool):
                 keys.append(k)
-    keys.sort(key=lambda k: (k != "loss", k))  # loss first
+    # Loss first, then in-training evaluations, temperature and learning rate; throughput figures last.
+    keys.sort(key=lambda k: (0 if k == "loss" else 1 if k.startswith("eval") else 2 if k in CURVE_NEXT else 3, k))
     charts = []
     for key in keys[:9]:
         pts = [(r["step"], r[key]) for r in rows if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
@@ -206,7 +208,7 @@ def _zeroshot_examples(name: str, res: ZeroShotResult, n: int = 8) -> str:
             f'<li class="{"hit" if c == true else ""}">{escape(res.classnames[c])}</li>' for c in top
         )
         image = _thumb(res.images, int(res.image_indices[row]), res.classnames[true], top[0] == true)
-        cells.append(f'<div>{image}<ol class="texts">{preds}</ol></div>')
+        cells.append(f'<div class="ex">{image}<ol class="texts">{preds}</ol></div>')
     return f"<h3>{escape(name)}: true class under each image, top-3 predictions below</h3><div class='grid'>{''.join(cells)}</div>"
 
 
