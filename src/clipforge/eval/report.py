@@ -47,7 +47,7 @@ th{color:#555;font-weight:600}td.num{text-align:right;font-variant-numeric:tabul
 .cell{text-align:center;font-size:11px;width:84px}
 .cell img{width:72px;height:72px;image-rendering:pixelated;border:3px solid #e3e6eb;border-radius:4px;background:#fff}
 .cell.hit img{border-color:#2a9d4b}.texts{font-size:12px;margin:0;padding-left:18px}.texts li.hit{color:#1e7b3a;font-weight:600}
-.ex{width:128px}.ph{display:inline-block;width:72px;height:72px;background:#eee;border-radius:4px}
+.ex{width:112px}.ph{display:inline-block;width:72px;height:72px;background:#eee;border-radius:4px}
 pre{background:#f7f8fa;padding:10px;border-radius:6px;font-size:12px;overflow:auto;max-height:400px}
 """
 
