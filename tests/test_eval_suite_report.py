@@ -189,3 +189,11 @@ def test_encode_texts_keeps_input_order_when_batching_by_length():
     batched = encode_texts(pipe, texts, batch_size=2)
     one_by_one = torch.cat([encode_texts(pipe, [t]) for t in texts])
     assert torch.allclose(batched, one_by_one, atol=1e-6)
+
+
+def test_zeroshot_hook_for_a_jsonl_dataset(tmp_path):
+    from clipforge.eval.zeroshot import make_zeroshot_hook_for
+
+    write_color_emoji_set(tmp_path / "emoji")
+    hook = make_zeroshot_hook_for(DatasetConfig(kind="jsonl", path=str(tmp_path / "emoji" / "heldout.jsonl")))
+    assert hook(color_pipeline()) == {"zeroshot.top1": 1.0, "zeroshot.top5": 1.0, "zeroshot.mean_per_class": 1.0}
