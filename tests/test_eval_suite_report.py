@@ -19,7 +19,7 @@ def _no_animal_mnist(monkeypatch):
 def test_emoji_suite_exact_and_missing_sources_skip_with_hint(tmp_path, monkeypatch):
     write_color_emoji_set(tmp_path / "emoji")
     _no_animal_mnist(monkeypatch)
-    cfg = suite.SuiteConfig(name="demo", emoji_root=str(tmp_path / "emoji"), fashion_mnist_dir=str(tmp_path / "none"))
+    cfg = suite.SuiteConfig(name="full", emoji_root=str(tmp_path / "emoji"), fashion_mnist_dir=str(tmp_path / "none"))
     result = suite.run_suite(color_pipeline(), cfg)
     m = result.metrics
     assert m["zeroshot.emoji_heldout.top1"] == 1.0
@@ -27,7 +27,9 @@ def test_emoji_suite_exact_and_missing_sources_skip_with_hint(tmp_path, monkeypa
     assert m["retrieval.emoji_heldout.image_to_text_R@1"] == 1.0
     assert m["retrieval.emoji_heldout.text_to_image_R@1"] == 1.0
     assert m["retrieval.emoji_heldout_subgroups.n_texts"] == 10  # the malformed row was skipped
-    assert set(result.skipped) == {"zeroshot.fashion_mnist", "zeroshot.animal_mnist"}
+    assert set(result.skipped) == {
+        "zeroshot.fashion_mnist", "linear_probe.fashion_mnist", "zeroshot.animal_mnist", "linear_probe.animal_mnist"
+    }  # fmt: skip
     assert "apt-get install dataset-fashion-mnist" in result.skipped["zeroshot.fashion_mnist"]
     assert "pip install --no-deps animal-mnist==0.4" in result.skipped["zeroshot.animal_mnist"]
     assert all("\n" not in reason for reason in result.skipped.values())

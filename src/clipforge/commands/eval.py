@@ -7,8 +7,9 @@ examples:
   clipforge eval --zeroshot fashion-mnist --templates short CHECKPOINT
   clipforge eval --retrieval data/emoji/heldout.jsonl CHECKPOINT
 
-suites: demo (emoji held-out classes and subgroups, Fashion-MNIST and Animal-MNIST zero-shot), emoji,
-transfer (Fashion-MNIST and Animal-MNIST zero-shot + linear probe), full (all of them).
+suites: demo (emoji held-out classes, Fashion-MNIST and Animal-MNIST zero-shot), emoji (held-out classes and
+held-out subgroups; the latter is zero-shot only for a model trained on train_strict.jsonl), transfer
+(Fashion-MNIST and Animal-MNIST zero-shot + linear probe), full (all of them).
 A benchmark whose data is not installed is skipped with the command that installs it.
 Writes OUT_DIR/results.json and OUT_DIR/report.html (default OUT_DIR: CHECKPOINT/eval).
 """

@@ -126,8 +126,9 @@ ANIMAL_ZS = Benchmark("zeroshot", "animal_mnist", ANIMAL_SOURCE, _zs(_animal("te
 ANIMAL_PROBE = Benchmark("linear_probe", "animal_mnist", ANIMAL_SOURCE, _probe(_animal))
 
 SUITES: dict[str, list[Benchmark]] = {
-    # What `make demo` reports: quick, zero-shot and retrieval only.
-    "demo": [*EMOJI, FASHION_ZS, ANIMAL_ZS],
+    # What `make demo` reports: quick, zero-shot and retrieval only. The demo model trains on train.jsonl, which
+    # contains most held-out subgroups' classes, so the subgroup split (needs train_strict.jsonl) is left out.
+    "demo": [*EMOJI[:2], FASHION_ZS, ANIMAL_ZS],
     "emoji": EMOJI,
     "transfer": [FASHION_ZS, FASHION_PROBE, ANIMAL_ZS, ANIMAL_PROBE],
     "full": [*EMOJI, FASHION_ZS, FASHION_PROBE, ANIMAL_ZS, ANIMAL_PROBE],
