@@ -15,7 +15,15 @@ from typing import Any
 
 import torch
 
-from clipforge.convert.common import Imported, Rule, affine, export_state, import_state, pipeline_config, read_state_file
+from clipforge.convert.common import (
+    Imported,
+    Rule,
+    affine,
+    export_state,
+    import_state,
+    pipeline_config,
+    read_state_file,
+)
 from clipforge.data.config import OPENAI_MEAN, OPENAI_STD
 from clipforge.errors import UserError
 from clipforge.model.config import CLIPConfig, TextConfig, VisionConfig
