@@ -22,7 +22,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
+import torch
 from torch import nn
+
+from clipforge.convert.common import export_state
+from clipforge.convert.openai import openai_rules
+from clipforge.model.clip import CLIP
+from clipforge.model.config import CLIPConfig
 
 WHEEL_NAME = "open_clip_torch-3.3.0-py3-none-any.whl"
 FETCH = "pip download --no-deps open_clip_torch==3.3.0 -d .whl"
@@ -71,3 +77,38 @@ def openclip_model_module() -> types.ModuleType:
     if not wheel.is_file():
         pytest.skip(f"OpenCLIP reference wheel not found at {wheel}; fetch it with: {FETCH}")
     return _load(str(wheel))
+
+
+def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Make every weight, bias, norm and BatchNorm statistic non-trivial (inits leave many at 0 or 1)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if not t.is_floating_point():
+                continue
+            if name.endswith("running_var"):
+                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
+            else:
+                t.add_(torch.randn(t.shape, generator=g) * 0.05)
+    return model.eval()
+
+
+def openai_state(cfg: CLIPConfig, seed: int = 0) -> dict[str, torch.Tensor]:
+    """An OpenAI-layout state dict for ``cfg`` made from a random clipforge model via the key map."""
+    return export_state(randomize(CLIP(cfg), seed).state_dict(), openai_rules(cfg))
+
+
+def openclip_model_configs() -> dict[str, dict]:
+    """OpenCLIP's shipped model-config JSONs by name (from the wheel), or skip the test."""
+    import json
+
+    wheel = wheel_path()
+    if not wheel.is_file():
+        pytest.skip(f"OpenCLIP reference wheel not found at {wheel}; fetch it with: {FETCH}")
+    prefix = "open_clip/model_configs/"
+    with zipfile.ZipFile(wheel) as zf:
+        return {
+            n[len(prefix) : -len(".json")]: json.loads(zf.read(n))
+            for n in zf.namelist()
+            if n.startswith(prefix) and n.endswith(".json")
+        }

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from convert_reference import openclip_model_module
+from convert_reference import openai_state, openclip_model_module, randomize
 from torch import nn
 
 from clipforge.convert.common import build_model, export_state
 from clipforge.convert.openai import config_from_state_dict, import_openai, openai_rules
 from clipforge.errors import UserError
-from clipforge.model.clip import CLIP
 from clipforge.model.config import CLIPConfig, TextConfig, VisionConfig
 
 FP32_TOL = 1e-5
@@ -23,25 +22,6 @@ TEXT = TextConfig(context_length=16, vocab_size=1000, width=128, heads=2, layers
 VIT = CLIPConfig(32, VisionConfig("vit", 32, 2, width=128, head_width=64, patch_size=8), TEXT, quick_gelu=True)
 RESNET = CLIPConfig(32, VisionConfig("resnet", 64, resnet_layers=(1, 2, 1, 1), width=16), TEXT, quick_gelu=True)
 CONFIGS = {"vit": VIT, "resnet": RESNET}
-
-
-def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Make every weight, bias, norm and BatchNorm statistic non-trivial (inits leave many at 0 or 1)."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, t in model.state_dict().items():
-            if not t.is_floating_point():
-                continue
-            if name.endswith("running_var"):
-                t.copy_(torch.rand(t.shape, generator=g) + 0.5)
-            else:
-                t.add_(torch.randn(t.shape, generator=g) * 0.05)
-    return model.eval()
-
-
-def openai_state(cfg: CLIPConfig, seed: int = 0) -> dict[str, torch.Tensor]:
-    """An OpenAI-layout state dict for ``cfg`` made from a random clipforge model via the key map."""
-    return export_state(randomize(CLIP(cfg), seed).state_dict(), openai_rules(cfg))
 
 
 def inputs(cfg: CLIPConfig, seed: int = 1):
