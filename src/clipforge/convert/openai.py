@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -165,7 +166,9 @@ def read_openai_file(path: str | Path) -> dict[str, torch.Tensor]:
         raise UserError(f"{path}: no such file")
     if path.suffix != ".safetensors":
         try:
-            archive = torch.jit.load(str(path), map_location="cpu")
+            with warnings.catch_warnings():  # torch marks TorchScript deprecated; OpenAI's files are TorchScript
+                warnings.simplefilter("ignore", DeprecationWarning)
+                archive = torch.jit.load(str(path), map_location="cpu")
         except RuntimeError:  # not TorchScript: a pickled state dict
             pass
         else:
