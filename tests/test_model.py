@@ -169,3 +169,16 @@ def test_load_pipeline(tmp_path):
     assert pipe.config.model == cfg
     for key, value in model.state_dict().items():
         assert torch.equal(pipe.model.state_dict()[key], value), key
+
+
+@pytest.mark.parametrize("name", ["RN50", "ViT-B-32"])
+def test_low_precision_model_takes_float32_pixels(name):
+    """clipforge.load(dtype=torch.bfloat16) then encode_image(preprocess(img)): the towers cast the pixels."""
+    cfg = shrink(get_config(name))
+    model = CLIP(cfg).eval()
+    pixels, ids = batch(cfg)
+    with torch.no_grad():
+        ref = model.encode_image(pixels)
+        low = model.to(torch.bfloat16).encode_image(pixels)
+    assert low.dtype == torch.bfloat16
+    assert (low.float() - ref).abs().max() <= 0.05 * ref.abs().max()
