@@ -185,3 +185,26 @@ def test_resnet_cannot_be_exported(tmp_path):
 
     with pytest.raises(UserError, match="ResNet"):
         export_hf({}, pipeline_config(get_config("tiny-resnet")), tmp_path / "x")
+
+
+def test_pytorch_model_bin_folder(tmp_path):
+    hf, folder = make_hf(tmp_path)
+    torch.save(hf.state_dict(), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    ours = build_model(import_hf(folder))
+    pixels, ids = inputs()
+    assert max_abs(ours_features(ours, pixels, ids)[1], hf_features(hf, pixels, ids)[1]) <= FP32_TOL
+
+
+def test_old_style_sub_config_dicts_override():
+    raw = {"text_config": {"hidden_size": 256, "num_attention_heads": 4}, "text_config_dict": {"hidden_size": 128},
+           "vision_config_dict": {"image_size": 336, "patch_size": 14}}  # fmt: skip
+    cfg = config_from_hf(raw)
+    assert (cfg.text.width, cfg.text.heads, cfg.vision.image_size, cfg.vision.patch_size) == (128, 4, 336, 14)
+
+
+def test_preprocessor_config_is_read(tmp_path):
+    _, folder = make_hf(tmp_path)
+    (folder / "preprocessor_config.json").write_text(json.dumps({"image_mean": [0.5] * 3, "image_std": [0.25] * 3}))
+    prep = import_hf(folder).config.preprocess
+    assert (prep.mean, prep.std, prep.image_size) == ((0.5,) * 3, (0.25,) * 3, 32)
