@@ -22,6 +22,16 @@ BF16_TOL = 5e-2  # bf16 keeps 8 mantissa bits: ~4e-3 relative per op, features h
 VOCAB = 1000
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one thread is fastest, and on a busy 2-core machine extra threads stall for seconds."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+
 def make_hf(tmp_path, act: str = "quick_gelu", eos: int = VOCAB - 1, seed: int = 0, **text):
     """A tiny random HF CLIPModel saved as a folder; every parameter (biases, norms too) is non-trivial."""
     torch.manual_seed(seed)

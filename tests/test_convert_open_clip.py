@@ -41,6 +41,16 @@ RN50 = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one thread is fastest, and on a busy 2-core machine extra threads stall for seconds."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+
 def test_known_configs_map_to_the_registry():
     assert config_from_open_clip(VIT_B_32).model == get_config("ViT-B-32")
     assert config_from_open_clip(RN50).model == get_config("RN50")

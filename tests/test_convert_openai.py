@@ -24,6 +24,16 @@ RESNET = CLIPConfig(32, VisionConfig("resnet", 64, resnet_layers=(1, 2, 1, 1), w
 CONFIGS = {"vit": VIT, "resnet": RESNET}
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one thread is fastest, and on a busy 2-core machine extra threads stall for seconds."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+
 def inputs(cfg: CLIPConfig, seed: int = 1):
     g = torch.Generator().manual_seed(seed)
     pixels = torch.randn(3, 3, cfg.vision.image_size, cfg.vision.image_size, generator=g)
