@@ -182,3 +182,10 @@ def test_key_maps_cover_every_registered_config():
         assert sorted(ours) == sorted(shapes), name
         if cfg.vision.arch == "vit":
             assert sorted(r.ours for r in hf_rules(cfg)) == sorted(shapes), name
+
+
+def test_invalid_derived_config_is_a_user_error(tmp_path):
+    state = openai_state(VIT)
+    state["visual.conv1.weight"] = torch.zeros(100, 3, 8, 8)  # width 100 is not a multiple of 64-channel heads
+    with pytest.raises(UserError, match="cannot build a clipforge model config"):
+        config_from_state_dict(state, "w.pt")

@@ -7,8 +7,9 @@ apart, and every error can name the foreign keys the user actually has in their 
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -56,6 +57,15 @@ class Imported(NamedTuple):
 
     state: dict[str, torch.Tensor]
     config: PipelineConfig
+
+
+@contextlib.contextmanager
+def config_errors(source: str) -> Iterator[None]:
+    """Turn a config dataclass's validation error (e.g. width not a multiple of head width) into a UserError."""
+    try:
+        yield
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"{source}: cannot build a clipforge model config: {exc}") from exc
 
 
 def affine(ours: str, theirs: str) -> list[Rule]:

@@ -19,6 +19,7 @@ from clipforge.convert.common import (
     Imported,
     Rule,
     affine,
+    config_errors,
     export_state,
     import_state,
     pipeline_config,
@@ -118,6 +119,11 @@ def config_from_hf(raw: dict[str, Any], source: str = HF_CONFIG_FILE) -> CLIPCon
         UserError: for configs clipforge cannot reproduce exactly (other activations, non-square images,
             an end-of-text id that is not the highest id).
     """
+    with config_errors(source):
+        return _config_from_hf(raw, source)
+
+
+def _config_from_hf(raw: dict[str, Any], source: str = HF_CONFIG_FILE) -> CLIPConfig:
     if raw.get("model_type", "clip") != "clip":
         raise UserError(f"{source}: model_type {raw.get('model_type')!r} is not 'clip' (a CLIPModel config)")
     tc = _sub_config(raw, "text_config", HF_TEXT_DEFAULTS)

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from clipforge.convert.common import Imported, import_state, pipeline_config, read_state_file
+from clipforge.convert.common import Imported, config_errors, import_state, pipeline_config, read_state_file
 from clipforge.convert.openai import OPENAI_CONSTANTS, openai_rules
 from clipforge.errors import UserError
 from clipforge.model.config import CLIPConfig, TextConfig, VisionConfig
@@ -90,6 +90,11 @@ def config_from_open_clip(raw: dict[str, Any], source: str = "model config") -> 
     Raises:
         UserError: for options clipforge does not implement, naming the option.
     """
+    with config_errors(source):
+        return _config_from_open_clip(raw, source)
+
+
+def _config_from_open_clip(raw: dict[str, Any], source: str = "model config") -> OpenCLIPSpec:
     unknown = set(raw) - TOP_IGNORED
     if unknown:
         raise UserError(f"{source}: unsupported OpenCLIP model-config keys {sorted(unknown)}")

@@ -20,7 +20,16 @@ from pathlib import Path
 
 import torch
 
-from clipforge.convert.common import Imported, Rule, affine, batchnorm, import_state, pipeline_config, read_state_file
+from clipforge.convert.common import (
+    Imported,
+    Rule,
+    affine,
+    batchnorm,
+    config_errors,
+    import_state,
+    pipeline_config,
+    read_state_file,
+)
 from clipforge.errors import UserError
 from clipforge.model.config import CLIPConfig, TextConfig, VisionConfig
 
@@ -119,6 +128,11 @@ def config_from_state_dict(state: Mapping[str, torch.Tensor], source: str = "sta
     Raises:
         UserError: when the keys OpenAI's rule reads are absent (not an OpenAI-layout state dict).
     """
+    with config_errors(source):
+        return _config_from_state_dict(state, source)
+
+
+def _config_from_state_dict(state: Mapping[str, torch.Tensor], source: str = "state dict") -> CLIPConfig:
     try:
         if "visual.proj" in state:
             width = state["visual.conv1.weight"].shape[0]
