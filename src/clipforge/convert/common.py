@@ -177,7 +177,8 @@ def pipeline_config(
     """The manifest for an imported model: OpenAI tokenizer, preprocessing at the model's image size."""
     if model.text.vocab_size != OPENAI_VOCAB_SIZE:
         log.warning(
-            "text vocabulary has %d ids, the bundled OpenAI tokenizer %d: texts must be tokenized to match",
+            "text vocabulary has %d ids but the bundled OpenAI tokenizer %d: clipforge.load will refuse this "
+            "checkpoint until it gets a matching tokenizer (tokenizer.kind 'file')",
             model.text.vocab_size,
             OPENAI_VOCAB_SIZE,
         )
