@@ -116,6 +116,10 @@ def test_gradient_checkpointing_same_outputs_and_grads(name):
     grads_b = dict(ckpt.named_parameters())
     for pname, p in plain.named_parameters():
         assert torch.allclose(p.grad, grads_b[pname].grad, atol=1e-6), pname
+    # Recomputation in backward must not update BatchNorm statistics a second time.
+    buffers_b = dict(ckpt.named_buffers())
+    for bname, buf in plain.named_buffers():
+        assert torch.equal(buf, buffers_b[bname]), bname
 
 
 def test_unknown_name_lists_known_names():
