@@ -267,5 +267,7 @@ def export_hf(state: dict[str, torch.Tensor], config: PipelineConfig, out_dir: s
         "image_std": list(p.std), "do_convert_rgb": True,
     }  # fmt: skip
     atomic_write_text(out / HF_PREPROCESSOR_FILE, json.dumps(preprocessor, indent=2) + "\n")
-    atomic_write_text(out / HF_CONFIG_FILE, json.dumps(config_to_hf(config.model), indent=2) + "\n")
+    hf_config = config_to_hf(config.model)
+    hf_config["dtype"] = str(hf_state["logit_scale"].dtype).removeprefix("torch.")  # the dtype the weights are in
+    atomic_write_text(out / HF_CONFIG_FILE, json.dumps(hf_config, indent=2) + "\n")
     return out
