@@ -55,9 +55,21 @@ def byte_symbols() -> list[str]:
     order; the other 68 bytes (controls, space, no-break space, soft hyphen) follow, in byte order,
     as the characters U+0100 onwards, so that no symbol is whitespace or a control character.
     """
+    return [symbol for _, symbol in _byte_symbol_pairs()]
+
+
+def latin1_to_symbols() -> dict[int, str]:
+    """A ``str.translate`` table taking a word's UTF-8 bytes, read as Latin-1, to byte symbols.
+
+    ``word.encode("utf-8").decode("latin-1").translate(table)`` is the byte-level form of ``word``.
+    """
+    return dict(_byte_symbol_pairs())
+
+
+def _byte_symbol_pairs() -> list[tuple[int, str]]:
     visible = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     hidden = [b for b in range(256) if b not in visible]
-    return [chr(b) for b in visible] + [chr(256 + n) for n in range(len(hidden))]
+    return [(b, chr(b)) for b in visible] + [(b, chr(256 + n)) for n, b in enumerate(hidden)]
 
 
 def base_vocab() -> list[str]:
