@@ -155,3 +155,15 @@ def test_vocabulary_without_end_of_text_last_is_rejected(tok):
     backend = Backend(BPE(vocab={"<|endoftext|>": 0, "<|startoftext|>": 1, "a": 2}, merges=[]))
     with pytest.raises(UserError, match="end-of-text"):
         Tokenizer(backend)
+
+
+def test_word_memo_is_bounded_and_per_instance(monkeypatch):
+    import clipforge.text.tokenizer as module
+
+    monkeypatch.setattr(module, "_MAX_MEMO_WORDS", 5)
+    tok = openai_tokenizer()
+    texts = [f"caption number {i} about word{i}" for i in range(50)]
+    expected = openai_tokenizer()(texts)  # a second instance, with its own memo
+    for _ in range(2):
+        assert torch.equal(tok(texts), expected)
+    assert len(tok._memo) <= 5 + len(texts[-1].split())  # cleared whenever it passes the bound

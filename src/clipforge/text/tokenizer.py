@@ -164,10 +164,10 @@ class Tokenizer:
 
     def _encode_many(self, texts: list[str]) -> list[list[int]]:
         memo = self._memo
-        if len(memo) > _MAX_MEMO_WORDS:
-            memo = self._memo = self._new_memo()
         out = []
         for text in texts:
+            if len(memo) > _MAX_MEMO_WORDS:
+                memo = self._memo = self._new_memo()
             ids: list[int] = []
             text = clean_text(text)
             for word in (_ASCII_WORDS if text.isascii() else _WORDS).findall(text):
