@@ -129,7 +129,11 @@ def to_markdown(report: dict) -> str:
         ]
         for k, seconds in r["seconds"].items():
             lines.append(f"| {k} | {seconds:.3f} | {r['texts'] / seconds:,.0f} | {seconds / r['texts'] * 1e6:.1f} |")
-        lines += ["", f"Speed-up over the reference: **{r['speedup_cold']:.1f}×** cold, **{r['speedup_warm']:.1f}×** warm.", ""]
+        lines += [
+            "",
+            f"Speed-up over the reference: **{r['speedup_cold']:.1f}×** cold, **{r['speedup_warm']:.1f}×** warm.",
+            "",
+        ]
     return "\n".join(lines)
 
 

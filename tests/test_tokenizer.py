@@ -167,3 +167,12 @@ def test_word_memo_is_bounded_and_per_instance(monkeypatch):
     for _ in range(2):
         assert torch.equal(tok(texts), expected)
     assert len(tok._memo) <= 5 + len(texts[-1].split())  # cleared whenever it passes the bound
+
+
+def test_foreign_model_is_rejected():
+    from tokenizers import Tokenizer as Backend
+    from tokenizers.models import WordLevel
+
+    vocab = {"a": 0, "<|startoftext|>": 1, "<|endoftext|>": 2}
+    with pytest.raises(UserError, match="not a BPE"):
+        Tokenizer(Backend(WordLevel(vocab, unk_token="a")))

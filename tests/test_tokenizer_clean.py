@@ -44,7 +44,19 @@ def test_clean_equals_openai_clean(text):
 
 @pytest.mark.parametrize(
     "text",
-    ["x &amp; y", "e&#769;", "a\r\nb", "a\x1cb", "\x1b[31mred", "ΟΔΟΣ", "İstanbul", "ﬁ", "Ã©", "&#28;x", "<b>&amp;</b>"],
+    [
+        "x &amp; y",
+        "e&#769;",
+        "a\r\nb",
+        "a\x1cb",
+        "\x1b[31mred",
+        "ΟΔΟΣ",
+        "İstanbul",
+        "ﬁ",
+        "Ã©",
+        "&#28;x",
+        "<b>&amp;</b>",
+    ],
 )
 def test_clean_on_texts_that_need_fixing(text):
     assert clean_text(text) == openai_clean(text)

@@ -113,7 +113,9 @@ def open_clip_tokenizer_source() -> str | None:
 def test_open_clip_simple_tokenizer_where_available(tokenizer, texts, vocab_path):
     source = open_clip_tokenizer_source()
     if source is None:
-        pytest.skip("open_clip is neither installed nor downloaded to .whl/ (pip download --no-deps open_clip_torch==3.3.0 -d .whl)")
+        pytest.skip(
+            "open_clip is neither installed nor downloaded to .whl/ (pip download --no-deps open_clip_torch==3.3.0 -d .whl)"
+        )
     # Run open_clip/tokenizer.py on its own: the package's __init__ needs torchvision.
     module = types.ModuleType("_open_clip_tokenizer")
     module.__file__ = str(vocab_path.parent / "tokenizer.py")  # its default vocabulary path: ours, same file

@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import torch
 
 from clipforge.errors import UserError
 from clipforge.pipeline import TOKENIZER_FILE
+from clipforge.text.bpe_train import learn_merges
 from clipforge.text.config import TokenizerConfig
 from clipforge.text.tokenizer import build_tokenizer, train_tokenizer
 
@@ -93,3 +96,28 @@ def test_small_corpus_gives_smaller_vocabulary_with_warning(caplog):
 def test_too_small_vocab_size_is_rejected():
     with pytest.raises(UserError, match="too small"):
         train_tokenizer(["a cat"], 514)
+
+
+def test_learn_merges_on_the_textbook_example():
+    # Sennrich et al. (2016)'s corpus; counted by hand: e+s and s+t</w> both occur 9 times (tie: the
+    # smaller pair first), then es+t</w> 9, l+o 7, then e+w and n+e 6 each.
+    merges = learn_merges({"low": 5, "lower": 2, "newest": 6, "widest": 3}, num_merges=4, min_frequency=1)
+    assert merges == [("e", "s"), ("es", "t</w>"), ("l", "o"), ("e", "w")]
+    assert learn_merges({"aaaa": 3}, 10, 1) == [("a", "a"), ("a", "a</w>"), ("aa", "aa</w>")]
+    assert learn_merges({"ab": 1, "cd": 1}, 10, min_frequency=2) == []
+
+
+def test_training_is_identical_in_another_process(trained, corpus, tmp_path):
+    # Hash seeds differ between processes; the learned vocabulary must not.
+    (tmp_path / "corpus.json").write_text(json.dumps(corpus), encoding="utf-8")
+    script = (
+        "import json, sys; from clipforge.text.tokenizer import train_tokenizer; "
+        "texts = json.load(open(sys.argv[1], encoding='utf-8')); "
+        f"sys.stdout.write(train_tokenizer(texts, {VOCAB}, context_length=32).to_json())"
+    )
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": src + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "corpus.json")], env=env, capture_output=True, check=True
+    )
+    assert done.stdout.decode("utf-8") == trained.to_json()

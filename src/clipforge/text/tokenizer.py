@@ -3,12 +3,20 @@
 A text becomes ``[<|startoftext|>, word pieces..., <|endoftext|>, 0, 0, ...]`` of length ``context_length``.
 Texts too long for the context keep their first ``context_length - 2`` pieces and still end with
 end-of-text, because the text model reads its features at that position (argmax of the ids).
+
+How a text is encoded: clean it as OpenAI does (clean.py), split it into words with OpenAI's own pattern
+(the `regex` module, so Unicode handling is OpenAI's to the character), and look each word up in a
+per-instance memo; a word not seen before is merged by the `tokenizers` BPE model. Measured here
+(benchmarks/tokenizer.py), `tokenizers`' full pipeline costs ~20 us per short caption, mostly per-call
+and per-word bookkeeping, while split + memo costs ~5 us, so the model is called only for new words.
+The saved tokenizer.json still holds the full pipeline (pre-tokenizer, decoder) for use on its own.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from importlib import resources
 from pathlib import Path
@@ -18,6 +26,7 @@ import numpy as np
 import regex
 import torch
 from tokenizers import Tokenizer as Backend
+from tokenizers.models import BPE
 
 from clipforge.errors import UserError
 from clipforge.text import bpe
@@ -34,6 +43,16 @@ _WORDS = regex.compile(bpe.WORD_PATTERN, regex.IGNORECASE)
 # The same pattern on cleaned (lowercased, whitespace-collapsed) ASCII text, where letters are a-z and
 # numbers 0-9; the standard `re` engine runs it in about half the time.
 _ASCII_WORDS = re.compile(r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[a-z]+|[0-9]|[^\sa-z0-9]+""")
+
+
+def split_words(text: str) -> list[str]:
+    """Clean ``text`` and split it into OpenAI CLIP's words (BPE runs within each word).
+
+    Args:
+        text: raw text.
+    """
+    text = clean_text(text)
+    return (_ASCII_WORDS if text.isascii() else _WORDS).findall(text)
 
 
 class Tokenizer:
@@ -57,10 +76,16 @@ class Tokenizer:
                 hint="the text model pools at the highest id, so end-of-text must be last: build the "
                 "vocabulary with clipforge.text.tokenizer.train_tokenizer",
             )
+        model = backend.model
+        if not isinstance(model, BPE) or model.end_of_word_suffix != bpe.END_OF_WORD:
+            raise UserError(
+                f"tokenizer model is {type(model).__name__}, not a BPE with {bpe.END_OF_WORD!r} word ends",
+                hint="only vocabularies made by clipforge (train_tokenizer, to_json) can be loaded",
+            )
         self._vocab_size, self._sot, self._eot = size, sot, eot
         self._byte_symbols = bpe.latin1_to_symbols()
-        # Word -> ids memo, as OpenAI's tokenizer keeps: captions reuse a small vocabulary of words, and a
-        # dict lookup costs far less than a call into `tokenizers` (~20 us a caption, benchmarks/).
+        # Word -> ids memo (module docstring). Only ever added to or replaced whole, so concurrent calls
+        # from several threads are safe under the GIL.
         self._memo = self._new_memo()
 
     @classmethod
@@ -169,8 +194,7 @@ class Tokenizer:
             if len(memo) > _MAX_MEMO_WORDS:
                 memo = self._memo = self._new_memo()
             ids: list[int] = []
-            text = clean_text(text)
-            for word in (_ASCII_WORDS if text.isascii() else _WORDS).findall(text):
+            for word in split_words(text):
                 pieces = memo.get(word)
                 if pieces is None:
                     pieces = memo[word] = self._word_ids(word)
@@ -225,8 +249,8 @@ def _check_context_length(length: int) -> int:
 
 @functools.lru_cache(maxsize=1)
 def _openai_backend_json() -> str:
-    # Built once per process from the bundled merge list (about a second); an immutable string is
-    # cached, not the backend object, so no Tokenizer can affect another through shared state.
+    # Built once per process from the bundled merge list (~0.15 s; from_str on the result ~0.07 s). An
+    # immutable string is cached, not the backend object, so no Tokenizer can affect another.
     path = resources.files("clipforge.text") / "data" / OPENAI_VOCAB_FILE
     with resources.as_file(path) as local:
         return bpe.make_backend(bpe.read_openai_merges(local)).to_str()
@@ -276,7 +300,9 @@ def train_tokenizer(
     """Learn a smaller BPE vocabulary from captions, cleaned and split into words exactly like OpenAI's.
 
     The layout matches OpenAI's (512 byte symbols, merges, then start- and end-of-text as the two highest
-    ids), so any text can be encoded. Save it with ``to_json()`` as the checkpoint's tokenizer.json.
+    ids), so any text can be encoded. The merges depend on the corpus alone (ties between equally frequent
+    pairs are broken by the pair, clipforge.text.bpe_train), so the same corpus gives the same vocabulary
+    in every run. Save it with ``to_json()`` as the checkpoint's tokenizer.json.
 
     Args:
         texts: the caption corpus (iterated once).
@@ -291,5 +317,10 @@ def train_tokenizer(
         raise UserError(
             f"vocab_size {vocab_size} is too small", hint=f"use more than {fixed} (512 byte symbols + 2 special)"
         )
-    merges = bpe.train_merges((clean_text(t) for t in texts), vocab_size - fixed, min_frequency, show_progress)
+    counts: Counter[str] = Counter()
+    for text in texts:
+        counts.update(split_words(text))
+    for special in (bpe.SOT, bpe.EOT):  # literal special-token words are those tokens, not merge material
+        counts.pop(special, None)
+    merges = bpe.train_merges(counts, vocab_size - fixed, min_frequency, show_progress)
     return Tokenizer(bpe.make_backend(merges), context_length)
