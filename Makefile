@@ -27,7 +27,7 @@ lint: $(STAMP)
 	$(BIN)/pip download -q --no-deps open_clip_torch==3.3.0 -d .whl && touch $@ || echo "open_clip wheel unavailable: its parity tests will skip"
 
 test: $(STAMP) lint .whl/.openclip
-	$(BIN)/python -m pytest -n 2 --timeout 900 tests
+	$(BIN)/python -m pytest -q -n 2 --timeout 900 tests
 
 demo: $(STAMP)
 	$(BIN)/clipforge demo
