@@ -9,7 +9,8 @@ from data_helpers import toy_tokenizer
 from PIL import Image
 
 from clipforge.cli import main
-from clipforge.data.builders.emoji import _without_tones, captions_for, list_items, split_classes
+from clipforge.data.builders.emoji import _without_tones, captions_for, list_items
+from clipforge.data.builders.splits import split_classes
 from clipforge.data.config import DataConfig, PreprocessConfig
 from clipforge.data.loader import build_loader
 from clipforge.data.pairs import read_table

@@ -1,1 +1,69 @@
-"""clipforge.convert"""
+"""Foreign CLIP weights ⇄ clipforge checkpoints. Foreign parameter names live only in this package.
+
+``import_weights(kind, src, config)`` dispatches to ``openai``, ``open_clip`` or ``hf``; each returns our
+state dict and the PipelineConfig to save with it (``common.Imported``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from clipforge.errors import UserError
+
+if TYPE_CHECKING:
+    from clipforge.convert.common import Imported
+    from clipforge.model.config import CLIPConfig
+
+SOURCES = ("openai", "open_clip", "hf")
+
+
+def resolve_config_arg(value: str | None, kind: str) -> CLIPConfig | Path | None:
+    """Turn ``--config`` into a config file path (the source's own format) or a registered CLIPConfig.
+
+    Args:
+        value: None, a path to the source's config JSON, or a clipforge model name.
+        kind: the source format, one of ``SOURCES``.
+
+    Raises:
+        UserError: for a missing file, an unknown model name (listing the known ones), or a config file
+            given for OpenAI weights (OpenAI has no config format; name the model instead).
+    """
+    from clipforge.model.registry import get_config
+
+    if value is None:
+        return None
+    path = Path(value)
+    if path.is_file():
+        if kind == "openai":
+            raise UserError(f"--config {value}: OpenAI checkpoints take a model name (e.g. ViT-B-32), not a file")
+        return path
+    if path.suffix == ".json" or "/" in value:
+        raise UserError(f"--config {value}: no such file")
+    return get_config(value)
+
+
+def import_weights(kind: str, src: str | Path, config: str | None = None) -> Imported:
+    """Import foreign weights.
+
+    Args:
+        kind: "openai", "open_clip" or "hf".
+        src: the weights (file, or folder for hf).
+        config: the ``--config`` value (see ``resolve_config_arg``).
+    """
+    if kind not in SOURCES:
+        raise UserError(f"unknown source format {kind!r}", hint=f"one of {', '.join(SOURCES)}")
+    cfg = resolve_config_arg(config, kind)
+    if not Path(src).exists():
+        raise UserError(f"{src}: no such file or directory")
+    if kind == "openai":
+        from clipforge.convert.openai import import_openai
+
+        return import_openai(src, cfg)  # type: ignore[arg-type]
+    if kind == "open_clip":
+        from clipforge.convert.open_clip import import_open_clip
+
+        return import_open_clip(src, cfg)
+    from clipforge.convert.hf import import_hf
+
+    return import_hf(src, cfg)

@@ -7,6 +7,9 @@ average pooling.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -70,6 +73,26 @@ class AttentionPool2d(nn.Module):
         return self.out(y.transpose(1, 2).reshape(b, c))  # (B, out_dim)
 
 
+@contextlib.contextmanager
+def _frozen_batchnorm_stats(module: nn.Module) -> Iterator[None]:
+    """Keep BatchNorm running statistics unchanged while a checkpointed stage is recomputed in backward.
+
+    Without this, every training step under gradient checkpointing would update them twice. Momentum 0
+    leaves them exactly as they were; train-mode outputs use batch statistics, so they are unaffected.
+    """
+    norms = [m for m in module.modules() if isinstance(m, nn.BatchNorm2d)]
+    saved = [(m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None) for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (momentum, tracked) in zip(norms, saved, strict=True):
+            m.momentum = momentum
+            if tracked is not None:
+                m.num_batches_tracked.copy_(tracked)
+
+
 class ModifiedResNet(nn.Module):
     def __init__(self, cfg: VisionConfig, embed_dim: int) -> None:
         super().__init__()
@@ -116,7 +139,12 @@ class ModifiedResNet(nn.Module):
         x = self.stem(pixels.to(self.stem[0].weight.dtype))  # (B, w, H/4, W/4)
         for stage in self.stages:
             if self.grad_checkpointing and torch.is_grad_enabled():
-                x = checkpoint(stage, x, use_reentrant=False)
+                x = checkpoint(
+                    stage,
+                    x,
+                    use_reentrant=False,
+                    context_fn=lambda s=stage: (contextlib.nullcontext(), _frozen_batchnorm_stats(s)),
+                )
             else:
                 x = stage(x)
         return self.attn_pool(x)  # (B, E)

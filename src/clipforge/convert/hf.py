@@ -1,0 +1,273 @@
+"""Hugging Face ``CLIPModel`` folders (config.json + model.safetensors or pytorch_model.bin) ⇄ clipforge.
+
+The folder is read as plain files (JSON + tensors): transformers is not needed to import or export.
+Text features: clipforge reads them at ``argmax(token_ids)``, OpenAI's rule. Hugging Face does the same
+when ``eos_token_id == 2`` (configs from before transformers PR #24773) and otherwise takes the first
+position holding ``eos_token_id``; the two agree when end-of-text is the highest id, so an import requires
+that and an export writes ``eos_token_id = vocab_size - 1``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from clipforge.convert.common import (
+    Imported,
+    Rule,
+    affine,
+    config_errors,
+    export_state,
+    import_state,
+    pipeline_config,
+    read_state_file,
+)
+from clipforge.data.config import OPENAI_MEAN, OPENAI_STD
+from clipforge.errors import UserError
+from clipforge.model.config import CLIPConfig, TextConfig, VisionConfig
+from clipforge.pipeline import PipelineConfig
+from clipforge.utils.io import atomic_path, atomic_write_text
+
+HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+HF_CONFIG_FILE = "config.json"
+HF_PREPROCESSOR_FILE = "preprocessor_config.json"
+# transformers' CLIPTextConfig / CLIPVisionConfig defaults: a config.json only lists values that differ.
+HF_TEXT_DEFAULTS: dict[str, Any] = {
+    "vocab_size": 49408, "hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12,
+    "num_attention_heads": 8, "max_position_embeddings": 77, "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5,
+    "eos_token_id": 49407,
+}  # fmt: skip
+HF_VISION_DEFAULTS: dict[str, Any] = {
+    "hidden_size": 768, "intermediate_size": 3072, "num_hidden_layers": 12, "num_attention_heads": 12,
+    "image_size": 224, "patch_size": 32, "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5, "num_channels": 3,
+}  # fmt: skip
+LEGACY_EOS_ID = 2  # transformers then takes argmax(ids), as we do
+ACTIVATIONS = {"quick_gelu": True, "gelu": False}  # HF name -> our quick_gelu flag ("gelu" is erf GELU)
+# Buffers older transformers versions saved with the weights; they are arange(n), not learned.
+HF_CONSTANTS = ("text_model.embeddings.position_ids", "vision_model.embeddings.position_ids")
+
+
+def _encoder_rules(ours: str, theirs: str, layers: int) -> list[Rule]:
+    rules: list[Rule] = []
+    for i in range(layers):
+        o, t = f"{ours}.blocks.{i}", f"{theirs}.layers.{i}"
+        rules += affine(f"{o}.norm1", f"{t}.layer_norm1")
+        # HF keeps separate q/k/v projections; we fuse them into one (3W, W) matrix in q, k, v order.
+        for p in ("weight", "bias"):
+            rules.append(Rule(f"{o}.attn.qkv.{p}", tuple(f"{t}.self_attn.{n}_proj.{p}" for n in "qkv"), "concat"))
+        rules += affine(f"{o}.attn.out", f"{t}.self_attn.out_proj")
+        rules += affine(f"{o}.norm2", f"{t}.layer_norm2")
+        rules += affine(f"{o}.mlp.fc1", f"{t}.mlp.fc1")
+        rules += affine(f"{o}.mlp.fc2", f"{t}.mlp.fc2")
+    return rules
+
+
+def hf_rules(cfg: CLIPConfig) -> list[Rule]:
+    """The key map between transformers' CLIPModel and ours (ViT image towers only)."""
+    if cfg.vision.arch != "vit":
+        raise UserError("Hugging Face CLIPModel has no ResNet image tower: only ViT models can be exported to it")
+    if cfg.init_logit_bias is not None:
+        raise UserError("Hugging Face CLIPModel has no logit bias (SigLIP-style models cannot be exported to it)")
+    v, t = "vision_model", "text_model"
+    rules = [
+        Rule("visual.patch_embed.weight", (f"{v}.embeddings.patch_embedding.weight",)),
+        Rule("visual.class_embedding", (f"{v}.embeddings.class_embedding",)),
+        Rule("visual.pos_embedding", (f"{v}.embeddings.position_embedding.weight",)),
+        # HF projections are bias-free nn.Linear (weight is (E, W)); ours are (W, E) matrices used as x @ proj.
+        Rule("visual.proj", ("visual_projection.weight",), "transpose"),
+        Rule("text.token_embedding.weight", (f"{t}.embeddings.token_embedding.weight",)),
+        Rule("text.pos_embedding", (f"{t}.embeddings.position_embedding.weight",)),
+        Rule("text.proj", ("text_projection.weight",), "transpose"),
+        Rule("logit_scale", ("logit_scale",)),
+    ]
+    rules += affine("visual.norm_pre", f"{v}.pre_layrnorm")  # sic: the HF attribute is spelled this way
+    rules += _encoder_rules("visual.transformer", f"{v}.encoder", cfg.vision.layers)
+    rules += affine("visual.norm_post", f"{v}.post_layernorm")
+    rules += _encoder_rules("text.transformer", f"{t}.encoder", cfg.text.layers)
+    rules += affine("text.norm_final", f"{t}.final_layer_norm")
+    return rules
+
+
+def _side(value: Any, what: str, source: str) -> int:
+    """HF allows image_size/patch_size as an int or a pair; we support squares only."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != 2 or value[0] != value[1]:
+            raise UserError(f"{source}: {what} {value} is not square; clipforge supports square images only")
+        value = value[0]
+    return int(value)
+
+
+def _mlp_ratio(hidden: int, intermediate: int, source: str) -> float:
+    ratio = intermediate / hidden
+    if int(hidden * ratio) != intermediate:
+        raise UserError(f"{source}: intermediate_size {intermediate} is not representable as {hidden} * ratio")
+    return ratio
+
+
+def _sub_config(raw: dict[str, Any], name: str, defaults: dict[str, Any]) -> dict[str, Any]:
+    # Old configs also carry "<name>_dict", which transformers lets override "<name>".
+    return {**defaults, **(raw.get(name) or {}), **(raw.get(f"{name}_dict") or {})}
+
+
+def config_from_hf(raw: dict[str, Any], source: str = HF_CONFIG_FILE) -> CLIPConfig:
+    """Map a Hugging Face CLIP config.json (as a dict) to our CLIPConfig.
+
+    Raises:
+        UserError: for configs clipforge cannot reproduce exactly (other activations, non-square images,
+            an end-of-text id that is not the highest id).
+    """
+    with config_errors(source):
+        return _config_from_hf(raw, source)
+
+
+def _config_from_hf(raw: dict[str, Any], source: str = HF_CONFIG_FILE) -> CLIPConfig:
+    if raw.get("model_type", "clip") != "clip":
+        raise UserError(f"{source}: model_type {raw.get('model_type')!r} is not 'clip' (a CLIPModel config)")
+    tc = _sub_config(raw, "text_config", HF_TEXT_DEFAULTS)
+    vc = _sub_config(raw, "vision_config", HF_VISION_DEFAULTS)
+    acts = {tc["hidden_act"], vc["hidden_act"]}
+    if len(acts) != 1 or not acts <= set(ACTIVATIONS):
+        raise UserError(
+            f"{source}: activations text={tc['hidden_act']!r} vision={vc['hidden_act']!r} are not supported",
+            hint=f"clipforge uses one activation for both towers, one of {sorted(ACTIVATIONS)}",
+        )
+    if vc["num_channels"] != 3:
+        raise UserError(f"{source}: num_channels {vc['num_channels']} (clipforge expects RGB images)")
+    eos, vocab = tc["eos_token_id"], tc["vocab_size"]
+    if eos not in (LEGACY_EOS_ID, vocab - 1):
+        raise UserError(
+            f"{source}: text_config.eos_token_id {eos} is not the highest id {vocab - 1}",
+            hint="clipforge reads text features at argmax(token_ids), which needs end-of-text to be the highest id",
+        )
+    vision = VisionConfig(
+        "vit",
+        image_size=_side(vc["image_size"], "image_size", source),
+        layers=vc["num_hidden_layers"],
+        width=vc["hidden_size"],
+        head_width=vc["hidden_size"] // vc["num_attention_heads"],
+        mlp_ratio=_mlp_ratio(vc["hidden_size"], vc["intermediate_size"], source),
+        patch_size=_side(vc["patch_size"], "patch_size", source),
+        ln_eps=float(vc["layer_norm_eps"]),
+    )
+    text = TextConfig(
+        context_length=tc["max_position_embeddings"],
+        vocab_size=vocab,
+        width=tc["hidden_size"],
+        heads=tc["num_attention_heads"],
+        layers=tc["num_hidden_layers"],
+        mlp_ratio=_mlp_ratio(tc["hidden_size"], tc["intermediate_size"], source),
+        ln_eps=float(tc["layer_norm_eps"]),
+    )
+    return CLIPConfig(
+        embed_dim=raw.get("projection_dim", 512),
+        vision=vision,
+        text=text,
+        quick_gelu=ACTIVATIONS[acts.pop()],
+        init_logit_scale=float(raw.get("logit_scale_init_value", 2.6592)),
+    )
+
+
+def config_to_hf(cfg: CLIPConfig) -> dict[str, Any]:
+    """Our CLIPConfig as a Hugging Face CLIP config.json dict (end-of-text = highest id, see module docs)."""
+    act = "quick_gelu" if cfg.quick_gelu else "gelu"
+    v, t = cfg.vision, cfg.text
+    return {
+        "architectures": ["CLIPModel"],
+        "model_type": "clip",
+        "projection_dim": cfg.embed_dim,
+        "logit_scale_init_value": cfg.init_logit_scale,
+        "initializer_factor": 1.0,
+        "dtype": "float32",
+        "text_config": {
+            "model_type": "clip_text_model", "vocab_size": t.vocab_size, "hidden_size": t.width,
+            "intermediate_size": int(t.width * t.mlp_ratio), "num_hidden_layers": t.layers,
+            "num_attention_heads": t.heads, "max_position_embeddings": t.context_length, "hidden_act": act,
+            "layer_norm_eps": t.ln_eps, "projection_dim": cfg.embed_dim,
+            "bos_token_id": t.vocab_size - 2, "eos_token_id": t.vocab_size - 1, "pad_token_id": 1,
+        },
+        "vision_config": {
+            "model_type": "clip_vision_model", "hidden_size": v.width, "intermediate_size": int(v.width * v.mlp_ratio),
+            "num_hidden_layers": v.layers, "num_attention_heads": v.heads, "image_size": v.image_size,
+            "patch_size": v.patch_size, "hidden_act": act, "layer_norm_eps": v.ln_eps, "num_channels": 3,
+            "projection_dim": cfg.embed_dim,
+        },
+    }  # fmt: skip
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: cannot read JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a JSON object")
+    return data
+
+
+def _weights_file(folder: Path) -> Path:
+    for name in HF_WEIGHT_FILES:
+        if (folder / name).is_file():
+            return folder / name
+    if any(folder.glob("*.index.json")):
+        raise UserError(f"{folder}: sharded weights are not supported; merge them into one model.safetensors")
+    raise UserError(f"{folder}: no {' or '.join(HF_WEIGHT_FILES)} found", hint="pass a Hugging Face CLIPModel folder")
+
+
+def import_hf(src: str | Path, config: CLIPConfig | str | Path | None = None) -> Imported:
+    """Import a Hugging Face CLIPModel folder.
+
+    Args:
+        src: the folder (config.json + model.safetensors or pytorch_model.bin [+ preprocessor_config.json]),
+            or a weights file inside one.
+        config: our CLIPConfig, or the path of an HF config.json to use instead of the folder's own.
+    """
+    src = Path(src)
+    folder = src if src.is_dir() else src.parent
+    weights = _weights_file(folder) if src.is_dir() else src
+    if isinstance(config, CLIPConfig):
+        cfg = config
+    else:
+        cfg_path = Path(config) if config is not None else folder / HF_CONFIG_FILE
+        if not cfg_path.is_file():
+            raise UserError(f"{cfg_path}: no such file", hint="an HF CLIPModel folder holds config.json")
+        cfg = config_from_hf(_read_json(cfg_path), str(cfg_path))
+    state = import_state(read_state_file(weights), hf_rules(cfg), cfg, str(weights), ignore=HF_CONSTANTS)
+    mean, std = OPENAI_MEAN, OPENAI_STD
+    if (folder / HF_PREPROCESSOR_FILE).is_file():
+        prep = _read_json(folder / HF_PREPROCESSOR_FILE)
+        mean, std = tuple(prep.get("image_mean", mean)), tuple(prep.get("image_std", std))
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    return Imported(state, pipeline_config(cfg, mean=mean, std=std))  # type: ignore[arg-type]
+
+
+def export_hf(state: dict[str, torch.Tensor], config: PipelineConfig, out_dir: str | Path) -> Path:
+    """Write a Hugging Face CLIPModel folder (config.json, model.safetensors, preprocessor_config.json).
+
+    Args:
+        state: our model's state dict.
+        config: the checkpoint's pipeline config.
+        out_dir: the folder to create; ``CLIPModel.from_pretrained(out_dir)`` loads it.
+    """
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    hf_state = export_state(state, hf_rules(config.model))
+    with atomic_path(out / HF_WEIGHT_FILES[0]) as tmp:
+        save_file(hf_state, str(tmp), metadata={"format": "pt"})
+    p = config.preprocess
+    resample = {"bicubic": 3, "bilinear": 2}[p.interpolation]  # PIL resample codes, as HF stores them
+    preprocessor = {
+        "image_processor_type": "CLIPImageProcessor", "do_resize": True, "size": {"shortest_edge": p.image_size},
+        "resample": resample, "do_center_crop": True, "crop_size": {"height": p.image_size, "width": p.image_size},
+        "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": list(p.mean),
+        "image_std": list(p.std), "do_convert_rgb": True,
+    }  # fmt: skip
+    atomic_write_text(out / HF_PREPROCESSOR_FILE, json.dumps(preprocessor, indent=2) + "\n")
+    hf_config = config_to_hf(config.model)
+    hf_config["dtype"] = str(hf_state["logit_scale"].dtype).removeprefix("torch.")  # the dtype the weights are in
+    atomic_write_text(out / HF_CONFIG_FILE, json.dumps(hf_config, indent=2) + "\n")
+    return out

@@ -1,0 +1,207 @@
+"""OpenAI CLIP weights (the layout of github.com/openai/CLIP) ⇄ clipforge.
+
+OpenAI publishes TorchScript archives (``ViT-B-32.pt``, ``RN50.pt``, ...) whose ``state_dict()`` uses the
+key names of their ``model.py``; OpenCLIP's standard ``CLIP`` class keeps the same names, so
+``convert/open_clip.py`` reuses the key map defined here.
+
+Which architecture? Pass a clipforge model name (``--config ViT-B-32``). Without one, the config is derived
+from the state dict exactly as OpenAI's own ``build_model`` does, because their archives carry no config:
+ViT if ``visual.proj`` exists; widths from ``visual.conv1`` / ``ln_final``; depth by counting residual
+blocks; image size from the positional embedding; 64-channel heads; QuickGELU. Nothing beyond that.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from clipforge.convert.common import (
+    Imported,
+    Rule,
+    affine,
+    batchnorm,
+    config_errors,
+    import_state,
+    pipeline_config,
+    read_state_file,
+)
+from clipforge.errors import UserError
+from clipforge.model.config import CLIPConfig, TextConfig, VisionConfig
+
+log = logging.getLogger(__name__)
+
+# Entries of OpenAI's archives that are constants, not weights (their build_model deletes them too).
+OPENAI_CONSTANTS = ("input_resolution", "context_length", "vocab_size")
+# OpenAI's heads are always 64 channels wide (build_model: heads = width // 64).
+OPENAI_HEAD_WIDTH = 64
+
+
+def _transformer_rules(ours: str, theirs: str, layers: int) -> list[Rule]:
+    rules: list[Rule] = []
+    for i in range(layers):
+        o, t = f"{ours}.blocks.{i}", f"{theirs}.resblocks.{i}"
+        rules += affine(f"{o}.norm1", f"{t}.ln_1")
+        rules += [
+            Rule(f"{o}.attn.qkv.weight", (f"{t}.attn.in_proj_weight",)),
+            Rule(f"{o}.attn.qkv.bias", (f"{t}.attn.in_proj_bias",)),
+        ]
+        rules += affine(f"{o}.attn.out", f"{t}.attn.out_proj")
+        rules += affine(f"{o}.norm2", f"{t}.ln_2")
+        rules += affine(f"{o}.mlp.fc1", f"{t}.mlp.c_fc")
+        rules += affine(f"{o}.mlp.fc2", f"{t}.mlp.c_proj")
+    return rules
+
+
+def _vit_rules(cfg: VisionConfig) -> list[Rule]:
+    rules = [
+        Rule("visual.patch_embed.weight", ("visual.conv1.weight",)),
+        Rule("visual.class_embedding", ("visual.class_embedding",)),
+        Rule("visual.pos_embedding", ("visual.positional_embedding",)),
+        Rule("visual.proj", ("visual.proj",)),
+    ]
+    rules += affine("visual.norm_pre", "visual.ln_pre")
+    rules += _transformer_rules("visual.transformer", "visual.transformer", cfg.layers)
+    return rules + affine("visual.norm_post", "visual.ln_post")
+
+
+def _resnet_rules(cfg: VisionConfig) -> list[Rule]:
+    rules: list[Rule] = []
+    # Our stem is one Sequential (conv, bn, relu) x 3 + pool; OpenAI names the convs/bns 1..3.
+    for n, (conv, bn) in enumerate(((0, 1), (3, 4), (6, 7)), start=1):
+        rules.append(Rule(f"visual.stem.{conv}.weight", (f"visual.conv{n}.weight",)))
+        rules += batchnorm(f"visual.stem.{bn}", f"visual.bn{n}")
+    for s, blocks in enumerate(cfg.resnet_layers):
+        for b in range(blocks):
+            o, t = f"visual.stages.{s}.{b}", f"visual.layer{s + 1}.{b}"
+            for n in (1, 2, 3):
+                rules.append(Rule(f"{o}.conv{n}.weight", (f"{t}.conv{n}.weight",)))
+                rules += batchnorm(f"{o}.bn{n}", f"{t}.bn{n}")
+            if b == 0:  # only the first block of a stage changes channels/stride, so only it has a shortcut
+                # OpenAI's shortcut is Sequential("-1": avgpool, "0": conv, "1": bn); ours (pool, conv, bn).
+                rules.append(Rule(f"{o}.downsample.1.weight", (f"{t}.downsample.0.weight",)))
+                rules += batchnorm(f"{o}.downsample.2", f"{t}.downsample.1")
+    rules.append(Rule("visual.attn_pool.pos_embedding", ("visual.attnpool.positional_embedding",)))
+    for ours, theirs in (("q", "q_proj"), ("k", "k_proj"), ("v", "v_proj"), ("out", "c_proj")):
+        rules += affine(f"visual.attn_pool.{ours}", f"visual.attnpool.{theirs}")
+    return rules
+
+
+def openai_rules(cfg: CLIPConfig, text_prefix: str = "") -> list[Rule]:
+    """The key map between OpenAI's layout and ours for ``cfg``.
+
+    Args:
+        cfg: our model config.
+        text_prefix: prefix of the text-tower keys ("" in OpenAI's layout; "text." in OpenCLIP's
+            CustomTextCLIP layout, which also names the projection ``text.text_projection``).
+    """
+    rules = _resnet_rules(cfg.vision) if cfg.vision.arch == "resnet" else _vit_rules(cfg.vision)
+    p = text_prefix
+    rules += [
+        Rule("text.token_embedding.weight", (f"{p}token_embedding.weight",)),
+        Rule("text.pos_embedding", (f"{p}positional_embedding",)),
+        Rule("text.proj", (f"{p}text_projection",)),
+        Rule("logit_scale", ("logit_scale",)),
+    ]
+    rules += _transformer_rules("text.transformer", f"{p}transformer", cfg.text.layers)
+    rules += affine("text.norm_final", f"{p}ln_final")
+    if cfg.init_logit_bias is not None:
+        rules.append(Rule("logit_bias", ("logit_bias",)))
+    return rules
+
+
+def _count_blocks(state: Mapping[str, torch.Tensor], prefix: str) -> int:
+    return len({k[len(prefix) :].split(".")[0] for k in state if k.startswith(prefix)})
+
+
+def config_from_state_dict(state: Mapping[str, torch.Tensor], source: str = "state dict") -> CLIPConfig:
+    """Derive the config the way OpenAI's ``build_model`` does (their archives carry no config).
+
+    Args:
+        state: an OpenAI-layout state dict.
+        source: file name for error messages.
+
+    Raises:
+        UserError: when the keys OpenAI's rule reads are absent (not an OpenAI-layout state dict).
+    """
+    with config_errors(source):
+        return _config_from_state_dict(state, source)
+
+
+def _config_from_state_dict(state: Mapping[str, torch.Tensor], source: str = "state dict") -> CLIPConfig:
+    try:
+        if "visual.proj" in state:
+            width = state["visual.conv1.weight"].shape[0]
+            patch = state["visual.conv1.weight"].shape[-1]
+            grid = round((state["visual.positional_embedding"].shape[0] - 1) ** 0.5)
+            vision = VisionConfig(
+                "vit",
+                image_size=patch * grid,
+                layers=_count_blocks(state, "visual.transformer.resblocks."),
+                width=width,
+                head_width=OPENAI_HEAD_WIDTH,
+                patch_size=patch,
+            )
+        else:
+            blocks = tuple(_count_blocks(state, f"visual.layer{i}.") for i in (1, 2, 3, 4))
+            grid = round((state["visual.attnpool.positional_embedding"].shape[0] - 1) ** 0.5)
+            vision = VisionConfig(
+                "resnet",
+                image_size=grid * 32,
+                resnet_layers=blocks,  # type: ignore[arg-type]
+                width=state["visual.layer1.0.conv1.weight"].shape[0],
+                head_width=OPENAI_HEAD_WIDTH,
+            )
+        text_width = state["ln_final.weight"].shape[0]
+        text = TextConfig(
+            context_length=state["positional_embedding"].shape[0],
+            vocab_size=state["token_embedding.weight"].shape[0],
+            width=text_width,
+            heads=text_width // OPENAI_HEAD_WIDTH,
+            layers=_count_blocks(state, "transformer.resblocks."),
+        )
+        embed_dim = state["text_projection"].shape[1]
+    except KeyError as exc:
+        raise UserError(
+            f"{source}: not an OpenAI CLIP state dict (no {exc.args[0]!r})",
+            hint="pass the model name with --config, or use --from open_clip / --from hf for other layouts",
+        ) from exc
+    return CLIPConfig(embed_dim=int(embed_dim), vision=vision, text=text, quick_gelu=True)
+
+
+def read_openai_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read an OpenAI checkpoint: a TorchScript archive (as OpenAI publishes) or a plain state dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    if path.suffix != ".safetensors":
+        try:
+            with warnings.catch_warnings():  # torch marks TorchScript deprecated; OpenAI's files are TorchScript
+                warnings.simplefilter("ignore", DeprecationWarning)
+                archive = torch.jit.load(str(path), map_location="cpu")
+        except RuntimeError:  # not TorchScript: a pickled state dict
+            pass
+        else:
+            return {k: v for k, v in archive.state_dict().items()}
+    return read_state_file(path)
+
+
+def import_openai(src: str | Path, config: CLIPConfig | None = None) -> Imported:
+    """Import OpenAI CLIP weights.
+
+    Args:
+        src: a TorchScript archive or a state dict (.pt/.bin/.safetensors) in OpenAI's layout.
+        config: the architecture; None derives it as OpenAI's ``build_model`` does (see module docstring).
+            OpenAI's model code always uses QuickGELU, so it is switched on for a named config too.
+    """
+    state = read_openai_file(src)
+    cfg = config if config is not None else config_from_state_dict(state, str(src))
+    if not cfg.quick_gelu:
+        log.info("OpenAI weights were trained with QuickGELU: using it (quick_gelu=True)")
+        cfg = dataclasses.replace(cfg, quick_gelu=True)
+    ours = import_state(state, openai_rules(cfg), cfg, str(src), ignore=OPENAI_CONSTANTS)
+    return Imported({k: v.float() if v.is_floating_point() else v for k, v in ours.items()}, pipeline_config(cfg))
