@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[dev]"
+	# Animal-MNIST's data are two pickles; its loader imports tensorflow, which clipforge never uses.
+	$(BIN)/pip install -q --no-deps animal-mnist==0.4
 	touch $(STAMP)
 
 venv: $(STAMP)
