@@ -143,3 +143,47 @@ def make_collection(root: Path, n: int = 12, captions: bool = True, bad: int = 0
     for j in range(bad):
         (root / f"broken{j}.jpg").write_bytes(b"this is not an image")
     return root
+
+
+def build_demo(tmp: Path, n: int = 12, bad: int = 1) -> dict[str, Path]:
+    """Checkpoint, collection, embeddings and exact index under ``tmp`` (through the CLI, as a user would)."""
+    from clipforge.cli import main
+
+    ensure_pipeline_modules()
+    paths = {"ckpt": make_checkpoint(tmp / "ckpt"), "col": make_collection(tmp / "col", n, bad=bad),
+             "emb": tmp / "emb", "idx": tmp / "idx"}
+    assert main(["embed", str(paths["ckpt"]), str(paths["col"]), "--out", str(paths["emb"]), "--workers", "0"]) == 0
+    assert main(["index", str(paths["emb"]), "--out", str(paths["idx"])]) == 0
+    return paths
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def serve_in_thread(app, host: str = "127.0.0.1"):
+    """Start a real uvicorn server on a free loopback port; returns (base_url, stop)."""
+    import threading
+    import time
+
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=0, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+    return f"http://{host}:{port}", stop

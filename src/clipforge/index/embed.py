@@ -243,3 +243,33 @@ class _progress:
     def __exit__(self, *exc: object) -> None:
         if self.enabled:
             self.bar.__exit__(*exc)
+
+
+def embed_in_memory(
+    pipeline: Pipeline, collection: Collection, *, batch_size: int = 64, workers: int = 2,
+    device: str | torch.device = "cpu", progress: bool = True,
+) -> tuple[list[str], np.ndarray, dict[str, int]]:
+    """Embed a (small) collection without writing anything: (paths, (N, D) float32 unit vectors, skip counts).
+
+    Args:
+        pipeline, collection, batch_size, workers, device: as for ``embed_collection``.
+        progress: show a progress bar.
+    """
+    dataset = _ItemDataset(collection.root, collection.items, {}, pipeline.preprocess)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=_identity)
+    paths: list[str] = []
+    vectors: list[np.ndarray] = []
+    skipped: dict[str, int] = {}
+    with _progress(progress, len(dataset), f"embedding {len(dataset)} images") as advance:
+        for batch in loader:
+            ok = [r for r in batch if r["status"] == "ok"]
+            for r in batch:
+                if r["status"] != "ok":
+                    log.warning("skipped %s (%s): %s", r["item"].path, r["status"], r.get("error", ""))
+                    skipped[r["status"]] = skipped.get(r["status"], 0) + 1
+            if ok:
+                vectors.append(_encode(pipeline, ok, torch.device(device))[0])
+                paths.extend(r["item"].path for r in ok)
+            advance(len(batch))
+    dim = int(pipeline.model.cfg.embed_dim)
+    return paths, np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32), skipped

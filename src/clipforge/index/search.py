@@ -18,6 +18,8 @@ from clipforge.errors import UserError
 from clipforge.index.store import IndexStore, load_store
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from clipforge.pipeline import Pipeline
 
 # Zero-shot prompts, averaged per label (CLIP paper, section 3.1.4: prompt ensembling helps).
@@ -68,6 +70,17 @@ def check_pipeline(pipeline: Pipeline, checkpoint: dict[str, str]) -> None:
         )
 
 
+def embed_texts(pipeline: Pipeline, texts: list[str]) -> np.ndarray:
+    """(N, D) float32 unit vectors for ``texts``, embedded with ``pipeline``."""
+    import torch
+    import torch.nn.functional as F
+
+    with torch.inference_mode():
+        model = pipeline.model
+        tokens = pipeline.tokenizer(texts).to(next(model.parameters()).device)  # (N, L)
+        return F.normalize(model.encode_text(tokens).float(), dim=-1).cpu().numpy()
+
+
 class Searcher:
     """Embeds queries and searches one index. Thread-safe: model calls are serialized by a lock.
 
@@ -97,16 +110,15 @@ class Searcher:
         return cls(load_store(index_dir), pipeline, device)
 
     # --- embedding -------------------------------------------------------------------------------
+    @staticmethod
+    def text_embedder(pipeline: Pipeline) -> Callable[[list[str]], np.ndarray]:
+        """texts -> (N, D) float32 unit vectors with ``pipeline`` (no lock: for single-threaded callers)."""
+        return lambda texts: embed_texts(pipeline, texts)
+
     def embed_texts(self, texts: list[str]) -> np.ndarray:
         """(N, D) float32 unit vectors for ``texts``."""
-        import torch
-        import torch.nn.functional as F
-
-        with self.lock, torch.inference_mode():
-            model = self.pipeline.model
-            device = next(model.parameters()).device
-            tokens = self.pipeline.tokenizer(texts).to(device)  # (N, L)
-            return F.normalize(model.encode_text(tokens).float(), dim=-1).cpu().numpy()
+        with self.lock:
+            return embed_texts(self.pipeline, texts)
 
     def embed_image(self, image: Any) -> np.ndarray:
         """(1, D) float32 unit vector for an RGB PIL image."""
