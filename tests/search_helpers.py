@@ -8,6 +8,7 @@ test-only stand-ins for ``clipforge.data.transforms`` and ``clipforge.text.token
 from __future__ import annotations
 
 import importlib
+import io
 import sys
 import types
 from pathlib import Path
@@ -31,7 +32,7 @@ def _stand_in_transforms() -> types.ModuleType:
 
     def load_image(src, name):
         try:
-            image = Image.open(src)
+            image = Image.open(io.BytesIO(src) if isinstance(src, bytes) else src)
             image.load()
         except Exception as exc:
             raise BadImageError(f"{name}: not a readable image ({exc})") from exc

@@ -12,7 +12,6 @@ merges them after a barrier. Decoding and preprocessing run in DataLoader worker
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import time
@@ -51,7 +50,7 @@ def decode_image(data: bytes, name: str) -> Any:
     """Decode image bytes into an RGB PIL image with the project's loader (raises a UserError on bad files)."""
     from clipforge.data.transforms import load_image
 
-    return load_image(io.BytesIO(data), name)
+    return load_image(data, name)
 
 
 class _ItemDataset(torch.utils.data.Dataset):

@@ -27,12 +27,12 @@ INDEX_MANIFEST = "index.json"
 INDEX_FILE = "index.faiss"
 META_FILE = "meta.parquet"
 CAPTIONS_FILE = "captions.npy"
-# Exact search over 200k x 512 float32 takes ~4 ms a query on one core: fast enough, and exact.
+# Exact search scans every vector: 100k x 512 float32 took ~50 ms a query on the 2 shared cores of our CI
+# machine (benchmarks/search.py), so past ~200k vectors IVF is the better trade.
 FLAT_MAX = 200_000
-# faiss logs every CPU-feature library it fails to load at INFO; that is noise for our users.
-logging.getLogger("faiss.loader").setLevel(logging.WARNING)
 # faiss warns below 39 training points per centroid; 64 gives stable centroids without training on everything.
 TRAIN_POINTS_PER_LIST = 64
+PQ_TRAIN_POINTS = 39 * 256
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,11 @@ def choose_params(n: int, dim: int, kind: str = "auto", quant: str = "none", nli
     return IndexParams("ivf", nlist=lists, nprobe=min(8, lists), quant=quant, m=pq_m)
 
 
+def quiet_faiss() -> None:
+    """faiss logs every CPU-feature library it fails to load at INFO: noise for our users."""
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+
+
 def build_index(vectors: np.ndarray, ids: np.ndarray, params: IndexParams, seed: int = 0) -> Any:
     """A trained FAISS inner-product index holding ``vectors`` under ``ids``.
 
@@ -87,13 +92,16 @@ def build_index(vectors: np.ndarray, ids: np.ndarray, params: IndexParams, seed:
         params: from ``choose_params``.
         seed: seeds the choice of training points and k-means.
     """
+    quiet_faiss()
     import faiss
 
     dim = vectors.shape[1]
     index = faiss.index_factory(dim, params.factory(dim), faiss.METRIC_INNER_PRODUCT)
     if params.kind == "ivf":
         rng = np.random.default_rng(seed)
-        count = min(len(vectors), TRAIN_POINTS_PER_LIST * params.nlist)
+        # PQ codebooks (256 centroids per sub-quantizer) need their own ~39 x 256 points too.
+        wanted = TRAIN_POINTS_PER_LIST * params.nlist + (PQ_TRAIN_POINTS if params.quant == "pq" else 0)
+        count = min(len(vectors), wanted)
         train = vectors[np.sort(rng.choice(len(vectors), size=count, replace=False))]
         index.cp.seed = seed
         index.train(train)
@@ -230,6 +238,7 @@ def load_store(index_dir: str | Path) -> IndexStore:
     Raises:
         UserError: when ``index_dir`` is not an index directory.
     """
+    quiet_faiss()
     import faiss
     import pyarrow.parquet as pq
 
