@@ -1,0 +1,274 @@
+"""Embed a collection (folder, pairs table or shards) into an embedding directory (see ``index.manifest``).
+
+Usage from Python::
+
+    pipeline = clipforge.load(ckpt)
+    result = embed_collection(pipeline, open_collection(src), out_dir, fingerprint=checkpoint_fingerprint(ckpt))
+
+Under torchrun each rank embeds a disjoint slice (items ``rank::world``) and writes its own parts; rank 0
+merges them after a barrier. Decoding and preprocessing run in DataLoader worker processes; items whose
+(path, content hash) are already in ``out_dir`` are skipped, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from clipforge.errors import UserError
+from clipforge.index.manifest import PARTS_DIR, EmbedManifest, content_hash
+from clipforge.index.parts import done_hashes, merge, write_part
+from clipforge.index.sources import Collection, Item, read_bytes
+from clipforge.utils.io import atomic_write_text
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from clipforge.pipeline import Pipeline
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EmbedResult:
+    """What one rank did: counts of embedded and skipped items (by reason) and the merged manifest (rank 0)."""
+
+    embedded: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+    manifest: EmbedManifest | None = None
+
+
+def decode_image(data: bytes, name: str) -> Any:
+    """Decode image bytes into an RGB PIL image with the project's loader (raises a UserError on bad files)."""
+    from clipforge.data.transforms import load_image
+
+    return load_image(data, name)
+
+
+class _ItemDataset(torch.utils.data.Dataset):
+    """Reads, hashes, decodes and preprocesses one item; runs inside DataLoader workers."""
+
+    def __init__(self, root: Path, items: list[Item], done: dict[str, str], preprocess: Callable) -> None:
+        self.root, self.items, self.done, self.preprocess = root, items, done, preprocess
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item = self.items[i]
+        try:
+            data = read_bytes(self.root, item.path)
+        except (OSError, KeyError, UserError) as exc:
+            return {"item": item, "status": "missing", "error": str(exc)}
+        digest = content_hash(data)
+        if self.done.get(item.path) == digest:
+            return {"item": item, "status": "done"}
+        try:
+            image = decode_image(data, item.path)
+            pixels = self.preprocess(image)
+        except UserError as exc:
+            return {"item": item, "status": "corrupt", "error": str(exc)}
+        except Exception as exc:  # noqa: BLE001 - a broken file must not stop a million-image run
+            return {"item": item, "status": "corrupt", "error": f"{type(exc).__name__}: {exc}"}
+        return {"item": item, "status": "ok", "pixels": pixels, "size": image.size, "sha256": digest}
+
+
+def _identity(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return batch
+
+
+@torch.inference_mode()
+def _encode(pipeline: Pipeline, rows: list[dict[str, Any]], device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """L2-normalized image and caption embeddings (float32) for decoded rows; zero text rows where no caption."""
+    model = pipeline.model
+    dtype = next(model.parameters()).dtype
+    pixels = torch.stack([r["pixels"] for r in rows]).to(device=device, dtype=dtype)  # (B, 3, H, W)
+    image = F.normalize(model.encode_image(pixels).float(), dim=-1)  # (B, D)
+    text = torch.zeros_like(image)
+    with_caption = [i for i, r in enumerate(rows) if r["item"].caption]
+    if with_caption:
+        tokens = pipeline.tokenizer([rows[i]["item"].caption for i in with_caption]).to(device)  # (C, L)
+        text[with_caption] = F.normalize(model.encode_text(tokens).float(), dim=-1)
+    return image.cpu().numpy(), text.cpu().numpy()
+
+
+def embed_collection(
+    pipeline: Pipeline,
+    collection: Collection,
+    out_dir: str | Path,
+    *,
+    fingerprint: dict[str, str],
+    rank: int = 0,
+    world: int = 1,
+    batch_size: int = 64,
+    workers: int = 2,
+    dtype: str = "float16",
+    device: str | torch.device = "cpu",
+    flush_every: int = 2048,
+    barrier: Callable[[], None] | None = None,
+    progress: bool = True,
+) -> EmbedResult:
+    """Embed this rank's share of ``collection`` into ``out_dir`` and (on rank 0) merge every rank's parts.
+
+    Args:
+        pipeline: the loaded checkpoint (model, tokenizer, preprocess).
+        collection: items to embed (``open_collection``).
+        out_dir: the embedding directory; created, or resumed when it already holds results.
+        fingerprint: ``checkpoint_fingerprint(ckpt)``; a resumed directory must have been made by the same one.
+        rank, world: this process's share is ``items[rank::world]``.
+        batch_size: images per forward pass.
+        workers: DataLoader worker processes decoding images (0 decodes in this process).
+        dtype: "float16" or "float32" for the stored vectors.
+        device: where the model runs.
+        flush_every: write a part after this many new embeddings (bounds the work lost to a crash).
+        barrier: called before rank 0 merges (``torch.distributed.barrier`` under torchrun).
+        progress: show a rich progress bar (rank 0 only).
+    """
+    from clipforge.index.manifest import read_embed_manifest
+
+    if dtype not in ("float16", "float32"):
+        raise UserError(f"--dtype must be float16 or float32, got {dtype!r}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if (out / "embed.json").is_file():
+        previous = read_embed_manifest(out)
+        if previous.checkpoint.get("config_sha256") != fingerprint["config_sha256"]:
+            raise UserError(
+                f"{out} holds embeddings from another checkpoint ({previous.checkpoint.get('path')})",
+                hint="embed into a new --out directory, or delete this one",
+            )
+    done = done_hashes(out)
+    mine = collection.items[rank::world]
+    dataset = _ItemDataset(collection.root, mine, done, pipeline.preprocess)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, num_workers=workers, collate_fn=_identity, persistent_workers=False
+    )
+    result = EmbedResult()
+    buffer: dict[str, list] = {"path": [], "width": [], "height": [], "sha256": [], "caption": []}
+    images: list[np.ndarray] = []
+    texts: list[np.ndarray] = []
+    part_tag = f"rank{rank:03d}-{time.time_ns()}"
+    seq = 0
+
+    def flush() -> None:
+        nonlocal seq
+        if buffer["path"]:
+            stored = np.dtype(dtype)
+            write_part(out, f"{part_tag}-{seq:05d}", buffer, np.concatenate(images).astype(stored),
+                       np.concatenate(texts).astype(stored))
+            seq += 1
+            for values in buffer.values():
+                values.clear()
+            images.clear()
+            texts.clear()
+
+    device = torch.device(device)
+    with _progress(progress and rank == 0, len(mine) * world, f"embedding {len(collection.items)} images") as advance:
+        for batch in loader:
+            ok = [r for r in batch if r["status"] == "ok"]
+            for r in batch:
+                if r["status"] in ("missing", "corrupt"):
+                    log.warning("skipped %s (%s): %s", r["item"].path, r["status"], r["error"])
+                if r["status"] != "ok":
+                    result.skipped[r["status"]] = result.skipped.get(r["status"], 0) + 1
+            if ok:
+                image, text = _encode(pipeline, ok, device)
+                images.append(image)
+                texts.append(text)
+                for r in ok:
+                    buffer["path"].append(r["item"].path)
+                    buffer["width"].append(int(r["size"][0]))
+                    buffer["height"].append(int(r["size"][1]))
+                    buffer["sha256"].append(r["sha256"])
+                    buffer["caption"].append(r["item"].caption)
+                result.embedded += len(ok)
+                if len(buffer["path"]) >= flush_every:
+                    flush()
+            advance(len(batch) * world)  # the bar shows all ranks' progress, estimated from rank 0's pace
+    flush()
+    bad = {k: v for k, v in result.skipped.items() if k != "done"}
+    atomic_write_text(out / PARTS_DIR / f"skipped-rank{rank:03d}.json", json.dumps(bad))
+    if barrier is not None:
+        barrier()
+    if rank == 0:
+        totals: dict[str, int] = {}
+        for path in sorted((out / PARTS_DIR).glob("skipped-rank*.json")):
+            for reason, count in json.loads(path.read_text()).items():
+                totals[reason] = totals.get(reason, 0) + count
+            path.unlink()
+        dim = int(pipeline.model.cfg.embed_dim)
+        base = EmbedManifest(fingerprint, {"root": str(collection.root), "kind": collection.kind}, dtype, dim, 0, 0, {})
+        result.manifest = merge(out, base, totals)
+    return result
+
+
+class _progress:
+    """A rich progress bar with images/s and ETA; a no-op when disabled. Yields ``advance(n)``."""
+
+    def __init__(self, enabled: bool, total: int, description: str) -> None:
+        self.enabled, self.total, self.description = enabled, total, description
+
+    def __enter__(self) -> Callable[[int], None]:
+        if not self.enabled:
+            return lambda n: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]} img/s"),
+            TimeRemainingColumn(),
+        )
+        self.bar.__enter__()
+        task = self.bar.add_task(self.description, total=self.total, rate="-")
+        start = time.perf_counter()
+
+        def advance(n: int) -> None:
+            done = self.bar.tasks[0].completed + n
+            rate = done / max(time.perf_counter() - start, 1e-9)
+            self.bar.update(task, advance=n, rate=f"{rate:,.1f}")
+
+        return advance
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled:
+            self.bar.__exit__(*exc)
+
+
+def embed_in_memory(
+    pipeline: Pipeline, collection: Collection, *, batch_size: int = 64, workers: int = 2,
+    device: str | torch.device = "cpu", progress: bool = True,
+) -> tuple[list[str], np.ndarray, dict[str, int]]:
+    """Embed a (small) collection without writing anything: (paths, (N, D) float32 unit vectors, skip counts).
+
+    Args:
+        pipeline, collection, batch_size, workers, device: as for ``embed_collection``.
+        progress: show a progress bar.
+    """
+    dataset = _ItemDataset(collection.root, collection.items, {}, pipeline.preprocess)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=_identity)
+    paths: list[str] = []
+    vectors: list[np.ndarray] = []
+    skipped: dict[str, int] = {}
+    with _progress(progress, len(dataset), f"embedding {len(dataset)} images") as advance:
+        for batch in loader:
+            ok = [r for r in batch if r["status"] == "ok"]
+            for r in batch:
+                if r["status"] != "ok":
+                    log.warning("skipped %s (%s): %s", r["item"].path, r["status"], r.get("error", ""))
+                    skipped[r["status"]] = skipped.get(r["status"], 0) + 1
+            if ok:
+                vectors.append(_encode(pipeline, ok, torch.device(device))[0])
+                paths.extend(r["item"].path for r in ok)
+            advance(len(batch))
+    dim = int(pipeline.model.cfg.embed_dim)
+    return paths, np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32), skipped

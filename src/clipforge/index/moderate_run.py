@@ -1,0 +1,130 @@
+"""The ``clipforge moderate`` job: calibrate thresholds on a labelled CSV, score a collection, write a report."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from clipforge.errors import UserError
+from clipforge.index.moderate import Calibration, Concept, Moderator, calibrate, with_thresholds
+from clipforge.index.sources import Collection, Item
+from clipforge.utils.io import atomic_write_text
+
+if TYPE_CHECKING:
+    from clipforge.pipeline import Pipeline
+
+
+def read_labelled(csv_path: Path, concepts: list[Concept]) -> tuple[Collection, list[tuple[str, str, bool]]]:
+    """The labelled images (deduplicated) and their (path, concept, label) rows.
+
+    Raises:
+        UserError: for a missing column, an unknown concept, or a label other than 0/1.
+    """
+    if not csv_path.is_file():
+        raise UserError(f"{csv_path}: no such labelled CSV")
+    names = {c.name for c in concepts}
+    base = csv_path.parent.resolve()
+    rows = []
+    with open(csv_path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if not reader.fieldnames or not {"path", "concept", "label"} <= set(reader.fieldnames):
+            raise UserError(f"{csv_path}: needs the columns path,concept,label (found {reader.fieldnames})")
+        for line, row in enumerate(reader, start=2):
+            if row["concept"] not in names:
+                raise UserError(f"{csv_path}:{line}: unknown concept {row['concept']!r} (known: {sorted(names)})")
+            if row["label"].strip() not in ("0", "1"):
+                raise UserError(f"{csv_path}:{line}: label must be 0 or 1, got {row['label']!r}")
+            rows.append((str((base / row["path"]).resolve()), row["concept"], row["label"].strip() == "1"))
+    if not rows:
+        raise UserError(f"{csv_path}: no labelled rows")
+    unique = sorted({p for p, _, _ in rows})
+    root = Path(os.path.commonpath([base, *(str(Path(p).parent) for p in unique)]))
+    items = [Item(Path(p).relative_to(root).as_posix()) for p in unique]
+    rel_rows = [(Path(p).relative_to(root).as_posix(), c, y) for p, c, y in rows]
+    return Collection(root, "table", items), rel_rows
+
+
+def calibrate_from_csv(pipeline: Pipeline, concepts: list[Concept], csv_path: Path, precision: float,
+                       **embed_opts: Any) -> tuple[list[Concept], dict[str, Calibration]]:
+    """Concepts with thresholds calibrated to ``precision`` on the labelled CSV, and each calibration."""
+    from clipforge.index.embed import embed_in_memory
+    from clipforge.index.search import Searcher
+
+    collection, rows = read_labelled(csv_path, concepts)
+    paths, vectors, _ = embed_in_memory(pipeline, collection, progress=False, **embed_opts)
+    row_of = {p: i for i, p in enumerate(paths)}
+    scores = Moderator(concepts, Searcher.text_embedder(pipeline)).scores(vectors)  # (N, C)
+    calibrations = {}
+    for j, concept in enumerate(concepts):
+        mine = [(row_of[p], y) for p, c, y in rows if c == concept.name and p in row_of]
+        if not mine:
+            continue
+        idx = np.array([i for i, _ in mine])
+        labels = np.array([y for _, y in mine])
+        calibrations[concept.name] = calibrate(concept.name, scores[idx, j], labels, precision)
+    return with_thresholds(concepts, calibrations), calibrations
+
+
+def moderate_collection(pipeline: Pipeline, checkpoint: str, src: str, concepts: list[Concept],
+                        embed_texts: Callable[[list[str]], np.ndarray],
+                        **embed_opts: Any) -> tuple[list[dict[str, Any]], int, dict[str, int]]:
+    """Flagged (path, concept, score, threshold) rows of ``src``, the number of images checked, skip counts.
+
+    ``src`` may be an embedding directory made with the same checkpoint (nothing is re-embedded).
+    """
+    from clipforge.index.embed import embed_in_memory
+    from clipforge.index.manifest import EMBED_MANIFEST, checkpoint_fingerprint
+    from clipforge.index.sources import open_collection
+
+    if (Path(src) / EMBED_MANIFEST).is_file():
+        from clipforge.index.build import read_embeddings
+
+        emb = read_embeddings(src)
+        if emb.checkpoint["config_sha256"] != checkpoint_fingerprint(checkpoint)["config_sha256"]:
+            raise UserError(f"{src} was embedded with another checkpoint ({emb.checkpoint['path']})")
+        paths, vectors, skipped = list(emb.meta["path"]), emb.image, {}
+    else:
+        paths, vectors, skipped = embed_in_memory(pipeline, open_collection(src), **embed_opts)
+    scores = Moderator(concepts, embed_texts).scores(vectors)  # (N, C)
+    rows = []
+    for j, concept in enumerate(concepts):
+        if concept.threshold is None:
+            continue
+        for i in np.flatnonzero(scores[:, j] >= concept.threshold):
+            rows.append({"path": paths[i], "concept": concept.name, "score": round(float(scores[i, j]), 6),
+                         "threshold": concept.threshold})
+    rows.sort(key=lambda r: (-r["score"], r["path"]))
+    return rows, len(paths), skipped
+
+
+def write_report(out: Path, concepts: list[Concept], calibrations: dict[str, Calibration],
+                 rows: list[dict[str, Any]], total: int, skipped: dict[str, int], precision: float) -> None:
+    """OUT/report.json (everything), OUT/report.csv (flagged rows), OUT/concepts.yaml (thresholds used)."""
+    from dataclasses import asdict
+
+    from clipforge.index.moderate import write_concepts
+
+    out.mkdir(parents=True, exist_ok=True)
+    report = {
+        "images": total,
+        "skipped": skipped,
+        "flagged_images": len({r["path"] for r in rows}),
+        "requested_precision": precision,
+        "concepts": [{"name": c.name, "prompts": list(c.prompts), "threshold": c.threshold} for c in concepts],
+        "calibration": {name: asdict(cal) for name, cal in calibrations.items()},
+        "flagged": rows,
+    }
+    atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["path", "concept", "score", "threshold"])
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(out / "report.csv", buf.getvalue())
+    write_concepts(out / "concepts.yaml", concepts)

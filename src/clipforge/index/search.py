@@ -1,0 +1,187 @@
+"""Queries against an index with the model that made it: text->image, image->image, image->text.
+
+The index records the checkpoint (path + config hash) its vectors came from; ``Searcher`` loads that
+checkpoint (or checks a given pipeline against the hash), so queries are embedded with the same model,
+tokenizer and preprocessing as the collection.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from clipforge.errors import UserError
+from clipforge.index.store import IndexStore, load_store
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from clipforge.pipeline import Pipeline
+
+# Zero-shot prompts, averaged per label (CLIP paper, section 3.1.4: prompt ensembling helps).
+LABEL_TEMPLATES = ("a photo of a {}.", "a picture of a {}.", "an image of a {}.")
+MAX_K = 100
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One result: the indexed item's id and path (or a label/caption text) and its cosine score."""
+
+    id: int
+    path: str
+    score: float
+    caption: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "path": self.path, "score": round(self.score, 6)}
+        if self.caption:
+            out["caption"] = self.caption
+        return out
+
+
+@dataclass(frozen=True)
+class LabelScore:
+    """A zero-shot label with its cosine score and softmax probability over the given labels."""
+
+    label: str
+    score: float
+    prob: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"label": self.label, "score": round(self.score, 6), "prob": round(self.prob, 6)}
+
+
+def check_pipeline(pipeline: Pipeline, checkpoint: dict[str, str]) -> None:
+    """Refuse a pipeline whose config differs from the one that made the index's vectors."""
+    import hashlib
+    import json
+
+    from clipforge.utils.configs import to_dict
+
+    canonical = json.dumps(to_dict(pipeline.config), sort_keys=True, separators=(",", ":"))
+    if hashlib.sha256(canonical.encode()).hexdigest() != checkpoint.get("config_sha256"):
+        raise UserError(
+            f"the model given does not match the one that built this index ({checkpoint.get('path')})",
+            hint="query with the checkpoint recorded in index.json",
+        )
+
+
+def embed_texts(pipeline: Pipeline, texts: list[str]) -> np.ndarray:
+    """(N, D) float32 unit vectors for ``texts``, embedded with ``pipeline``."""
+    import torch
+    import torch.nn.functional as F
+
+    with torch.inference_mode():
+        model = pipeline.model
+        tokens = pipeline.tokenizer(texts).to(next(model.parameters()).device)  # (N, L)
+        return F.normalize(model.encode_text(tokens).float(), dim=-1).cpu().numpy()
+
+
+class Searcher:
+    """Embeds queries and searches one index. Thread-safe: model calls are serialized by a lock.
+
+    Args:
+        store: the loaded index (``load_store``).
+        pipeline: the model; by default the checkpoint recorded in the index is loaded.
+        device: where to load the model when ``pipeline`` is None.
+    """
+
+    def __init__(self, store: IndexStore, pipeline: Pipeline | None = None, device: str = "cpu") -> None:
+        self.store = store
+        if pipeline is None:
+            from clipforge.pipeline import load
+
+            ckpt = store.manifest["checkpoint"]["path"]
+            if not Path(ckpt).exists():
+                raise UserError(f"the checkpoint that built this index is gone: {ckpt}",
+                                hint="restore it, or rebuild the index with 'clipforge embed' + 'clipforge index'")
+            pipeline = load(ckpt, device=device)
+        check_pipeline(pipeline, store.manifest["checkpoint"])
+        self.pipeline = pipeline
+        self.lock = threading.Lock()
+        self.root = Path(store.manifest["source"]["root"])
+
+    @classmethod
+    def open(cls, index_dir: str | Path, pipeline: Pipeline | None = None, device: str = "cpu") -> Searcher:
+        return cls(load_store(index_dir), pipeline, device)
+
+    # --- embedding -------------------------------------------------------------------------------
+    @staticmethod
+    def text_embedder(pipeline: Pipeline) -> Callable[[list[str]], np.ndarray]:
+        """texts -> (N, D) float32 unit vectors with ``pipeline`` (no lock: for single-threaded callers)."""
+        return lambda texts: embed_texts(pipeline, texts)
+
+    def embed_texts(self, texts: list[str]) -> np.ndarray:
+        """(N, D) float32 unit vectors for ``texts``."""
+        with self.lock:
+            return embed_texts(self.pipeline, texts)
+
+    def embed_image(self, image: Any) -> np.ndarray:
+        """(1, D) float32 unit vector for an RGB PIL image."""
+        import torch
+        import torch.nn.functional as F
+
+        with self.lock, torch.inference_mode():
+            model = self.pipeline.model
+            param = next(model.parameters())
+            pixels = self.pipeline.preprocess(image).unsqueeze(0).to(param.device, param.dtype)  # (1, 3, H, W)
+            return F.normalize(model.encode_image(pixels).float(), dim=-1).cpu().numpy()
+
+    def logit_scale(self) -> float:
+        return float(self.pipeline.model.logit_scale.detach().clamp(max=np.log(100.0)).exp())
+
+    # --- queries -------------------------------------------------------------------------------------
+    def search_vector(self, vector: np.ndarray, k: int) -> list[Hit]:
+        """Top-``k`` indexed images for one (1, D) unit vector."""
+        scores, ids = self.store.search(vector.reshape(1, -1), k)
+        hits = []
+        for score, item_id in zip(scores[0], ids[0], strict=True):
+            row = self.store.row(int(item_id)) if item_id >= 0 else None
+            if row is not None:
+                hits.append(Hit(int(item_id), row["path"], float(score), row.get("caption")))
+        return hits
+
+    def text_to_image(self, query: str, k: int = 10) -> list[Hit]:
+        if not query.strip():
+            raise UserError("the text query is empty")
+        return self.search_vector(self.embed_texts([query.strip()]), k)
+
+    def image_to_image(self, image: Any, k: int = 10) -> list[Hit]:
+        return self.search_vector(self.embed_image(image), k)
+
+    def image_to_captions(self, image: Any, k: int = 10) -> list[Hit]:
+        """Top-``k`` indexed captions for an image (exact search over the caption vectors)."""
+        captions = self.store.captions
+        if captions is None:
+            raise UserError("this index holds no captions", hint="use --labels, or embed a collection with captions")
+        scores = captions.astype(np.float32) @ self.embed_image(image)[0]  # (N,)
+        has = np.array([bool(c) for c in self.store.meta["caption"]])
+        scores[~has] = -np.inf
+        top = np.argsort(-scores)[: min(k, int(has.sum()))]
+        meta = self.store.meta
+        return [Hit(int(meta["id"][r]), meta["path"][r], float(scores[r]), meta["caption"][r]) for r in top]
+
+    def classify(self, image: Any, labels: list[str]) -> list[LabelScore]:
+        """Zero-shot scores of ``labels`` for an image, best first (prompt ensemble per label)."""
+        labels = [label.strip() for label in labels if label.strip()]
+        if not labels:
+            raise UserError("no labels given", hint='pass labels as "cat,dog,car"')
+        prompts = [t.format(label) for label in labels for t in LABEL_TEMPLATES]
+        text = self.embed_texts(prompts).reshape(len(labels), len(LABEL_TEMPLATES), -1).mean(axis=1)  # (L, D)
+        text /= np.linalg.norm(text, axis=1, keepdims=True)
+        scores = text @ self.embed_image(image)[0]  # (L,)
+        logits = self.logit_scale() * scores
+        probs = np.exp(logits - logits.max())
+        probs /= probs.sum()
+        order = np.argsort(-scores)
+        return [LabelScore(labels[i], float(scores[i]), float(probs[i])) for i in order]
+
+
+def check_k(k: int) -> int:
+    if not 1 <= k <= MAX_K:
+        raise UserError(f"k must be between 1 and {MAX_K}, got {k}")
+    return k

@@ -1,0 +1,211 @@
+"""The HTTP API and web page over one index (FastAPI; run by ``clipforge serve``).
+
+Endpoints (all JSON unless noted):
+  GET  /                      the search page (static/index.html, app.js, app.css; no build step, works offline)
+  GET  /health                status, vector count, index kind
+  GET  /search?q=TEXT&k=K     text -> image
+  POST /search                image -> image (multipart field ``image``; ``k`` as a query parameter)
+  POST /classify              zero-shot: multipart ``image`` + form field ``labels`` ("cat,dog,car")
+  POST /moderate              concept flags for multipart ``image`` (needs ``--concepts``)
+  GET  /thumb/{id}            a JPEG thumbnail of indexed item ``id`` (never a user-given path)
+Errors are ``{"error": message}`` with status 400 (bad input), 404, 413 (upload over the limit), 422
+(out-of-range parameters) or 500 (no traceback: it is logged on the server only).
+Model calls run in FastAPI's thread pool (sync endpoints), serialized by the Searcher's lock.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from clipforge.errors import UserError
+from clipforge.index.search import MAX_K
+
+if TYPE_CHECKING:
+    from clipforge.index.moderate import Moderator
+    from clipforge.index.search import Searcher
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+# Multipart framing around a 20 MB file is a few hundred bytes; 64 KiB also leaves room for form fields.
+MAX_BODY_BYTES = MAX_UPLOAD_BYTES + 64 * 1024
+THUMB_SIDE = 256
+THUMB_CACHE = 512
+STATIC_FILES = {"app.js": "text/javascript", "app.css": "text/css"}
+
+
+class _ThumbCache:
+    """A small thread-safe LRU of encoded thumbnails (id -> JPEG bytes)."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
+
+    def get(self, key: int) -> bytes | None:
+        with self.lock:
+            if key in self.items:
+                self.items.move_to_end(key)
+                return self.items[key]
+        return None
+
+    def put(self, key: int, value: bytes) -> None:
+        with self.lock:
+            self.items[key] = value
+            if len(self.items) > self.size:
+                self.items.popitem(last=False)
+
+
+def _read_upload(upload: UploadFile, limit: int) -> Any:
+    """Decode an uploaded image, enforcing the size limit (413) and a readable format (400)."""
+    from clipforge.index.embed import decode_image
+
+    data = upload.file.read(limit + 1)
+    if len(data) > limit:
+        raise HTTPException(413, f"upload larger than {limit // (1024 * 1024)} MB")
+    if not data:
+        raise HTTPException(400, "the uploaded file is empty")
+    try:
+        return decode_image(data, upload.filename or "upload")
+    except UserError as exc:
+        raise HTTPException(400, f"not an image: {exc}") from exc
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is the upload's fault
+        raise HTTPException(400, "not an image: the file could not be decoded") from exc
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()) if p not in ("query", "body"))
+            parts.append(f"{where}: {err.get('msg', 'invalid')}" if where else str(err.get("msg", "invalid")))
+        return JSONResponse({"error": "; ".join(parts) or "invalid request"}, status_code=422)
+
+    @app.exception_handler(UserError)
+    async def user_error(request: Request, exc: UserError) -> JSONResponse:
+        return JSONResponse({"error": str(exc).split("\n")[0]}, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("internal error on %s %s", request.method, request.url.path)
+        return JSONResponse({"error": "internal server error"}, status_code=500)
+
+
+def create_app(searcher: Searcher, moderator: Moderator | None = None, max_upload: int = MAX_UPLOAD_BYTES) -> FastAPI:
+    """The FastAPI app serving ``searcher``'s index.
+
+    Args:
+        searcher: index + model (``Searcher.open(index_dir)``).
+        moderator: concept thresholds for /moderate; without it /moderate answers 400.
+        max_upload: largest accepted image upload in bytes (larger: 413).
+    """
+    from clipforge.index.sources import read_bytes
+
+    app = FastAPI(title="clipforge search", docs_url="/docs", redoc_url=None)
+    _install_error_handlers(app)
+    thumbs = _ThumbCache(THUMB_CACHE)
+    store = searcher.store
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Any) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > max_upload + (MAX_BODY_BYTES - MAX_UPLOAD_BYTES):
+            return JSONResponse({"error": f"upload larger than {max_upload // (1024 * 1024)} MB"}, status_code=413)
+        return await call_next(request)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/static/{name}", include_in_schema=False)
+    def static(name: str) -> FileResponse:
+        if name not in STATIC_FILES:  # a fixed list: no path from the URL ever reaches the file system
+            raise HTTPException(404, "not found")
+        return FileResponse(STATIC / name, media_type=STATIC_FILES[name])
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "count": int(store.index.ntotal),
+            "dim": int(store.manifest["dim"]),
+            "index": store.manifest["params"]["kind"],
+            "captions": store.captions is not None,
+            "moderation": [c.name for c in moderator.concepts] if moderator else [],
+        }
+
+    def _results(hits: list, started: float) -> dict[str, Any]:
+        return {"results": [h.to_json() for h in hits], "took_ms": round(1000 * (time.perf_counter() - started), 2)}
+
+    @app.get("/search")
+    def search_text(q: str = Query("", max_length=1000), k: int = Query(10, ge=1, le=MAX_K)) -> dict[str, Any]:
+        started = time.perf_counter()
+        if not q.strip():
+            raise HTTPException(400, "empty query: pass ?q=some+text")
+        return _results(searcher.text_to_image(q, k), started)
+
+    @app.post("/search")
+    def search_image(image: UploadFile = File(...), k: int = Query(10, ge=1, le=MAX_K)) -> dict[str, Any]:
+        started = time.perf_counter()
+        return _results(searcher.image_to_image(_read_upload(image, max_upload), k), started)
+
+    @app.post("/classify")
+    def classify(image: UploadFile = File(...), labels: str = Form(...)) -> dict[str, Any]:
+        names = [x.strip() for x in labels.split(",") if x.strip()]
+        if not names:
+            raise HTTPException(400, 'no labels: pass labels="cat,dog,car"')
+        if len(names) > 1000:
+            raise HTTPException(400, "at most 1000 labels")
+        pil = _read_upload(image, max_upload)
+        return {"labels": [s.to_json() for s in searcher.classify(pil, names)]}
+
+    @app.post("/moderate")
+    def moderate(image: UploadFile = File(...)) -> dict[str, Any]:
+        if moderator is None:
+            raise HTTPException(400, "moderation is not configured: start the server with --concepts FILE")
+        vector = searcher.embed_image(_read_upload(image, max_upload))
+        return moderator.judge(vector[0])
+
+    @app.get("/thumb/{item_id}")
+    def thumb(item_id: int) -> Response:
+        cached = thumbs.get(item_id)
+        if cached is None:
+            row = store.row(item_id)
+            if row is None:
+                raise HTTPException(404, f"no indexed item with id {item_id}")
+            try:
+                data = read_bytes(searcher.root, row["path"])
+            except (OSError, KeyError, UserError) as exc:
+                raise HTTPException(404, f"item {item_id} is no longer readable") from exc
+            cached = _thumbnail(data, row["path"])
+            thumbs.put(item_id, cached)
+        return Response(cached, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+    return app
+
+
+def _thumbnail(data: bytes, name: str) -> bytes:
+    """A JPEG of at most THUMB_SIDE pixels a side (transparent images were flattened by the loader)."""
+    from PIL import Image
+
+    from clipforge.index.embed import decode_image
+
+    image = decode_image(data, name)
+    image.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS)
+    buf = io.BytesIO()
+    image.save(buf, format="JPEG", quality=85)
+    return buf.getvalue()
