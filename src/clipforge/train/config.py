@@ -150,7 +150,10 @@ def load_train_config(yaml_path: str | Path | None, overrides: Sequence[str] = (
     """
     from clipforge.utils.cliconfig import resolve_config
 
-    return resolve_config(TrainConfig, yaml_path, overrides, expand={"model": _model_dict})
+    cfg = resolve_config(TrainConfig, yaml_path, overrides, expand={"model": _model_dict})
+    if isinstance(cfg.model, str):
+        _model_dict(cfg.model)  # an unknown name fails now, listing the known ones
+    return cfg
 
 
 def resolve_model(cfg: TrainConfig, vocab_size: int | None = None) -> CLIPConfig:

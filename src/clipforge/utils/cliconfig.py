@@ -139,7 +139,7 @@ def _unknown(key: str, prefix: str, known: Sequence[str], source: str) -> UserEr
     hint = f"did you mean {prefix}{close[0]}?" if close else f"known keys under {prefix or 'the top level'}: "
     if not close:
         hint += ", ".join(sorted(known))
-    return UserError(f"{source}: unknown key {prefix}{key!r}", hint=hint)
+    return UserError(f"{source}: unknown key {prefix + key!r}", hint=hint)
 
 
 def _dataclass_option(hint: Any) -> type | None:
@@ -172,6 +172,7 @@ def _merge(cls: type, base: dict[str, Any], new: Mapping[str, Any], prefix: str,
             base[key] = current
             _merge(sub, current, value, prefix=f"{path}.", source=source, expand=expand)
         else:
+            _check(hints[key], value, path, source)  # fail here, where the source of the value is known
             base[key] = value
 
 
