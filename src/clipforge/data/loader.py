@@ -11,10 +11,30 @@ Contract used by the trainer (train/) and the evaluators (eval/):
 
 The order of an epoch is a pure function of (seed, epoch), so a resumed run that skips the first
 ``skip_batches`` batches of the epoch sees exactly the batches the uninterrupted run saw.
+
+How an epoch is cut (folders and tables; see clipforge.data.datasets for the details):
+- The epoch order is a permutation of all N samples drawn from (seed, epoch) (identity when ``train`` is
+  False). It is cut into global batches of ``world_size * batch_size``; rank r takes the r-th slice of each.
+- The last, partial global batch is split as evenly as possible over the ranks, so every rank steps the
+  same number of times (DDP needs that) and nothing is duplicated. With one process nothing is ever dropped.
+  With several, when fewer samples than ranks are left over in training, those (< world_size) samples sit
+  out this epoch, counted as "tail" in SkipStats; a new permutation next epoch picks different ones.
+- Each batch is read by exactly one DataLoader worker (the workers take whole batches in turn).
+- A sample's random crop and caption choice come from a generator seeded by (seed, epoch, sample index).
+- Skipped samples (corrupt, missing, empty_caption) shrink their batch: B' may be < B, even 0.
+
+WebDataset shards: the shard list is permuted by (seed, epoch), rank r takes shards r, r+W, ...; worker w of
+that rank takes every num_workers-th of those. Each worker batches its own stream (so up to ``workers``
+partial batches per rank per epoch). Resume is exact: shard sizes come from shards.json (or are counted),
+so the loader knows which worker produced each of the first ``skip_batches`` batches, skips those without
+decoding them, and rotates the workers' roles so the remaining batches arrive in the original order. Ranks
+can get different numbers of batches when shards differ in size: write equal shards (``clipforge data
+shard``), a shard count divisible by world_size × workers, for DDP runs.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -26,12 +46,15 @@ if TYPE_CHECKING:
     from clipforge.data.config import DataConfig, PreprocessConfig
     from clipforge.dist.env import World
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class Batch:
     pixels: torch.Tensor  # (B, 3, H, W) float32, normalized
     token_ids: torch.Tensor  # (B, L) int64
     indices: torch.Tensor  # (B,) int64 global sample indices (for tests of coverage and for debugging)
+    skipped: dict[str, int] = field(default_factory=dict)  # samples of this batch left out, by reason
 
 
 @dataclass
@@ -40,6 +63,14 @@ class SkipStats:
 
     counts: dict[str, int] = field(default_factory=dict)
 
+    def add(self, counts: dict[str, int]) -> None:
+        for reason, n in counts.items():
+            self.counts[reason] = self.counts.get(reason, 0) + n
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
 
 class Loader:
     """An epoch's batches for this rank. Iterating yields Batch; ``stats`` holds skip counts after the epoch."""
@@ -47,11 +78,31 @@ class Loader:
     stats: SkipStats
     num_samples: int  # samples in the whole dataset (all ranks)
 
+    def __init__(self, dataloader, num_batches: int, num_samples: int, epoch: int, rank: int, initial: SkipStats):
+        self._dataloader = dataloader
+        self._num_batches = num_batches
+        self._initial = initial
+        self.num_samples = num_samples
+        self.epoch = epoch
+        self.rank = rank
+        self.stats = SkipStats(dict(initial.counts))
+
     def __iter__(self) -> Iterator[Batch]:
-        raise NotImplementedError
+        self.stats = SkipStats(dict(self._initial.counts))
+        seen = 0
+        for batch in self._dataloader:
+            self.stats.add(batch.skipped)
+            seen += int(batch.indices.numel())
+            yield batch
+        summary = ", ".join(f"{k}={v}" for k, v in sorted(self.stats.counts.items())) or "none"
+        log.info("epoch %d rank %d: %d samples loaded, skipped: %s", self.epoch, self.rank, seen, summary)
 
     def __len__(self) -> int:  # batches this rank will yield this epoch (upper bound for iterable sources)
-        raise NotImplementedError
+        return self._num_batches
+
+
+def _identity(batch):
+    return batch
 
 
 def build_loader(
@@ -66,5 +117,59 @@ def build_loader(
     seed: int,
     skip_batches: int = 0,
 ) -> Loader:
-    """Build this rank's loader for one epoch (see the module docstring). ``batch_size`` is per rank."""
-    raise NotImplementedError  # implemented on the data branch
+    """Build this rank's loader for one epoch (see the module docstring). ``batch_size`` is per rank.
+
+    Args:
+        cfg: source and loading options (``cfg.train`` names the source).
+        tokenizer: ``list[str] -> LongTensor (B, L)``; called inside workers, so it must pickle.
+        preprocess: image size and normalization (the checkpoint's PreprocessConfig).
+        world: this process's rank and world size.
+        batch_size: samples per batch on this rank.
+        train: shuffle, random caption and (if configured) random resized crop; False gives the fixed order,
+            the first caption and the eval transform.
+        epoch, seed: the epoch order and all per-sample randomness are functions of these.
+        skip_batches: batches of this epoch already consumed (resume); the loader starts after them.
+    """
+    import torch
+
+    from clipforge.data import datasets
+    from clipforge.data.pairs import is_shard_spec, read_pairs
+    from clipforge.data.shards import expand_shards, shard_counts
+    from clipforge.data.transforms import train_transform
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    transform = train_transform(
+        preprocess, random_resized_crop=bool(train and cfg.random_resized_crop), crop_scale=tuple(cfg.crop_scale)
+    )
+    sampling = cfg.caption_sampling if train else "first"
+    common = dict(tokenizer=tokenizer, transform=transform, seed=seed, epoch=epoch, caption_sampling=sampling)
+    initial = SkipStats()
+    if is_shard_spec(cfg.train):
+        urls = expand_shards(cfg.train)
+        plan = datasets.ShardPlan.build(
+            urls, shard_counts(urls), world.rank, world.world_size, max(cfg.workers, 1), batch_size, train, seed, epoch
+        )
+        dataset = datasets.ShardBatches(plan, skip_batches=skip_batches, **common)
+        sampler = None
+        num_batches = max(plan.num_batches - skip_batches, 0)
+        num_samples = plan.num_samples
+    else:
+        table = read_pairs(cfg.train, cfg.image_column, cfg.caption_column)
+        ranges, tail = datasets.rank_batch_ranges(len(table), world.rank, world.world_size, batch_size, train)
+        if tail:
+            initial.counts["tail"] = tail
+        dataset = datasets.TableBatches(table, datasets.epoch_order(len(table), seed, epoch, train), ranges, **common)
+        sampler = list(range(min(skip_batches, len(ranges)), len(ranges)))
+        num_batches = len(sampler)
+        num_samples = len(table)
+    device = getattr(world, "device", None)
+    dataloader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=None,
+        sampler=sampler,
+        num_workers=cfg.workers,
+        collate_fn=_identity,
+        pin_memory=getattr(device, "type", "cpu") == "cuda",
+    )
+    return Loader(dataloader, num_batches, num_samples, epoch, world.rank, initial)

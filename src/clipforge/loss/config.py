@@ -20,6 +20,7 @@ class LossConfig:
             local x global matrix for backward; 0 = plain.
         distill_weight: weight of the KL term for "distill"; teacher_features: a directory of precomputed
             teacher features (see loss/distill.py).
+        contrastive_weight: weight of the student's own InfoNCE term for "distill".
     """
 
     kind: Literal["contrastive", "sigmoid", "distill"] = "contrastive"
@@ -28,3 +29,4 @@ class LossConfig:
     chunk_size: int = 0
     distill_weight: float = 1.0
     teacher_features: str | None = None
+    contrastive_weight: float = 1.0

@@ -1,0 +1,228 @@
+"""The torch datasets behind build_loader: how an epoch is ordered, cut across ranks and workers, and decoded.
+
+Every item a worker produces is a whole Batch, so a batch is read by exactly one worker and the DataLoader
+only moves finished batches between processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, IterableDataset, get_worker_info
+
+from clipforge.data.loader import Batch
+from clipforge.data.pairs import PairTable
+from clipforge.data.transforms import BadImageError, TrainTransform, load_image
+
+log = logging.getLogger(__name__)
+
+
+def seed_of(*parts: int) -> int:
+    """A 63-bit seed mixed from non-negative integers (numpy's SeedSequence hashing: nearby inputs decorrelate)."""
+    state = np.random.SeedSequence([int(p) for p in parts]).generate_state(2, dtype=np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+def epoch_order(n: int, seed: int, epoch: int, shuffle: bool) -> torch.Tensor:
+    """The epoch's sample order: a permutation of range(n) drawn from (seed, epoch), or range(n)."""
+    if not shuffle:
+        return torch.arange(n)
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed_of(seed, epoch)))
+
+
+def rank_batch_ranges(n: int, rank: int, world_size: int, batch_size: int, train: bool) -> tuple[list[range], int]:
+    """Positions (in the epoch order) of each of this rank's batches, and how many samples sit out (tail).
+
+    Global batch g covers positions [g*W*B, (g+1)*W*B); rank r takes the r-th block of B. The final partial
+    global batch of m samples is split into W near-equal parts (sizes differ by at most 1). In training with
+    m < W some ranks would get an empty batch, so those m samples sit out the epoch (returned as the tail
+    count for this rank); in evaluation such ranks just yield one batch fewer.
+    """
+    step = world_size * batch_size
+    full, rem = divmod(n, step)
+    ranges = [range(g * step + rank * batch_size, g * step + (rank + 1) * batch_size) for g in range(full)]
+    if rem:
+        base, extra = divmod(rem, world_size)
+        size = base + (1 if rank < extra else 0)
+        start = full * step + rank * base + min(rank, extra)
+        if train and world_size > 1 and base == 0:
+            return ranges, size
+        if size:
+            ranges.append(range(start, start + size))
+    return ranges, 0
+
+
+@dataclass(frozen=True)
+class RawSample:
+    index: int  # global sample index
+    image: str | bytes  # a path, or encoded bytes from a shard
+    captions: tuple[str, ...]
+    name: str  # for messages
+
+
+class _BatchMaker:
+    """Decode, transform and tokenize a list of raw samples into a Batch, skipping and counting bad ones."""
+
+    def __init__(
+        self,
+        tokenizer: Callable[[list[str]], torch.Tensor],
+        transform: TrainTransform,
+        seed: int,
+        epoch: int,
+        caption_sampling: str,
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.transform = transform
+        self.seed = seed
+        self.epoch = epoch
+        self.caption_sampling = caption_sampling
+
+    def __call__(self, samples: Sequence[RawSample]) -> Batch:
+        pixels, texts, indices, skipped = [], [], [], {}
+
+        def skip(reason: str) -> None:
+            skipped[reason] = skipped.get(reason, 0) + 1
+
+        for s in samples:
+            if not s.captions:
+                skip("empty_caption")
+                continue
+            try:
+                img = load_image(s.image, name=s.name, fill_color=self.transform.cfg.fill_color)
+            except FileNotFoundError:
+                log.warning("skipping %s: file not found", s.name)
+                skip("missing")
+                continue
+            except BadImageError as exc:
+                log.warning("skipping %s", exc)
+                skip("corrupt")
+                continue
+            gen = torch.Generator().manual_seed(seed_of(self.seed, self.epoch, s.index))
+            pick = 0
+            if self.caption_sampling == "random" and len(s.captions) > 1:
+                pick = int(torch.randint(len(s.captions), (1,), generator=gen))
+            texts.append(s.captions[pick])
+            pixels.append(self.transform(img, gen))
+            indices.append(s.index)
+        size = self.transform.cfg.image_size
+        if not texts:
+            return Batch(
+                torch.empty(0, 3, size, size), self.tokenizer([""])[:0], torch.empty(0, dtype=torch.int64), skipped
+            )
+        return Batch(torch.stack(pixels), self.tokenizer(texts), torch.tensor(indices, dtype=torch.int64), skipped)
+
+
+class TableBatches(Dataset):
+    """Map-style: item b is this rank's b-th batch of the epoch (folders and tables)."""
+
+    def __init__(self, table: PairTable, order: torch.Tensor, ranges: list[range], **maker_args) -> None:
+        self.table = table
+        self.order = order.tolist()
+        self.ranges = ranges
+        self.make = _BatchMaker(**maker_args)
+
+    def __len__(self) -> int:
+        return len(self.ranges)
+
+    def __getitem__(self, b: int) -> Batch:
+        samples = []
+        for pos in self.ranges[b]:
+            i = self.order[pos]
+            path = self.table.images[i]
+            samples.append(RawSample(i, path or "<missing path>", self.table.captions[i], path or f"row {i}"))
+        return self.make(samples)
+
+
+@dataclass(frozen=True)
+class ShardPlan:
+    """Which shards each worker role of this rank reads this epoch, and how many batches each role makes.
+
+    Args:
+        roles: per worker role, a list of (url, global index of the shard's first sample, sample count, shard id).
+        role_batches: batches each role yields (ceil(samples / batch_size)).
+    """
+
+    roles: tuple[tuple[tuple[str, int, int, int], ...], ...]
+    role_batches: tuple[int, ...]
+    batch_size: int
+    num_samples: int
+    shuffle: bool
+
+    @property
+    def num_batches(self) -> int:
+        return sum(self.role_batches)
+
+    @staticmethod
+    def build(
+        urls: list[str],
+        counts: list[int],
+        rank: int,
+        world_size: int,
+        workers: int,
+        batch_size: int,
+        train: bool,
+        seed: int,
+        epoch: int,
+    ) -> ShardPlan:
+        offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(int).tolist()
+        order = epoch_order(len(urls), seed, epoch, train).tolist()
+        mine = order[rank::world_size]  # split by rank first, then by worker
+        roles = tuple(tuple((urls[s], offsets[s], counts[s], s) for s in mine[w::workers]) for w in range(workers))
+        role_batches = tuple(math.ceil(sum(c for _, _, c, _ in r) / batch_size) for r in roles)
+        return ShardPlan(roles, role_batches, batch_size, int(sum(counts)), train)
+
+    def resume_point(self, skip_batches: int) -> tuple[list[int], int]:
+        """Batches each role already produced after ``skip_batches``, and the role that produces the next one.
+
+        The DataLoader asks its workers in turn (0, 1, ..., skipping exhausted ones), so the uninterrupted
+        order is a round robin over the roles; replaying it tells where each role stopped.
+        """
+        left, done = list(self.role_batches), [0] * len(self.role_batches)
+        role, k = 0, min(skip_batches, self.num_batches)
+        while k > 0:
+            if left[role] > 0:
+                left[role] -= 1
+                done[role] += 1
+                k -= 1
+            role = (role + 1) % len(left)
+        return done, role
+
+
+class ShardBatches(IterableDataset):
+    """Iterable: each DataLoader worker reads its own shards (see ShardPlan) and batches its own stream."""
+
+    def __init__(self, plan: ShardPlan, skip_batches: int = 0, **maker_args) -> None:
+        self.plan = plan
+        self.skips, self.rotation = plan.resume_point(skip_batches)
+        self.make = _BatchMaker(**maker_args)
+
+    def _samples(self, role: int) -> Iterator[RawSample]:
+        from clipforge.data.shards import iter_shard
+
+        for url, offset, _count, shard_id in self.plan.roles[role]:
+            items = list(enumerate(iter_shard(url))) if self.plan.shuffle else enumerate(iter_shard(url))
+            if self.plan.shuffle:  # within-shard order, from (seed, epoch, shard): one shard in memory per worker
+                gen = torch.Generator().manual_seed(seed_of(self.make.seed, self.make.epoch, shard_id, 1))
+                items = [items[i] for i in torch.randperm(len(items), generator=gen).tolist()]
+            for pos, s in items:
+                yield RawSample(offset + pos, s.image, s.captions, f"{Path(url).name}:{s.key}")
+
+    def __iter__(self) -> Iterator[Batch]:
+        info = get_worker_info()
+        workers = len(self.plan.roles)
+        role = ((info.id if info else 0) + self.rotation) % workers
+        skip, produced, pending = self.skips[role], 0, []
+        for sample in self._samples(role):
+            pending.append(sample)
+            if len(pending) == self.plan.batch_size:
+                if produced >= skip:
+                    yield self.make(pending)
+                produced, pending = produced + 1, []
+        if pending and produced >= skip:
+            yield self.make(pending)
