@@ -15,6 +15,7 @@ Three ways to spend one batch of B pairs on this rank:
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -39,9 +40,14 @@ def autocast_context(device: torch.device, precision: str) -> contextlib.Abstrac
     return contextlib.nullcontext()
 
 
+def _up(t: torch.Tensor) -> torch.Tensor:
+    return t.float() if t.dtype in (torch.bfloat16, torch.float16) else t
+
+
 def _to_fp32(out: CLIPOutput) -> CLIPOutput:
-    bias = out.logit_bias.float() if out.logit_bias is not None else None
-    return CLIPOutput(out.image_features.float(), out.text_features.float(), out.logit_scale.float(), bias)
+    """Autocast leaves features in bf16: the loss (a softmax over the batch) is computed in fp32 or wider."""
+    bias = _up(out.logit_bias) if out.logit_bias is not None else None
+    return CLIPOutput(_up(out.image_features), _up(out.text_features), _up(out.logit_scale), bias)
 
 
 def _sync_context(model: nn.Module, sync: bool) -> contextlib.AbstractContextManager:
@@ -75,6 +81,7 @@ def forward_backward(
     accum_freq: int = 1,
     accum_mode: str = "gradcache",
     precision: str = "fp32",
+    teacher: CLIPOutput | None = None,
 ) -> StepResult:
     """Compute this rank's loss for one batch and accumulate its gradients into ``model``'s ``.grad``.
 
@@ -85,8 +92,11 @@ def forward_backward(
         accum_freq: number of micro-batches (1 = plain).
         accum_mode: "gradcache" (full-batch negatives) or "mean" (per-micro-batch losses averaged).
         precision: "fp32" or "bf16" (autocast of the forward).
+        teacher: the teacher's output for this batch (distillation), or None.
     """
     device = pixels.device
+    if teacher is not None and not (accum_freq > 1 and accum_mode == "mean"):
+        loss_fn = functools.partial(loss_fn, teacher=teacher)
     if accum_freq <= 1 or pixels.shape[0] < 2:
         with autocast_context(device, precision):
             out = model(pixels, token_ids)
@@ -94,24 +104,37 @@ def forward_backward(
         loss.backward()
         return StepResult(loss.detach(), float(out.logit_scale.detach()))
     if accum_mode == "mean":
-        return _accumulate_mean(model, loss_fn, pixels, token_ids, accum_freq, precision)
+        return _accumulate_mean(model, loss_fn, pixels, token_ids, accum_freq, precision, teacher)
     return _gradcache(model, loss_fn, pixels, token_ids, accum_freq, precision)
 
 
 def _accumulate_mean(
-    model: nn.Module, loss_fn: LossFn, pixels: torch.Tensor, token_ids: torch.Tensor, k: int, precision: str
+    model: nn.Module,
+    loss_fn: LossFn,
+    pixels: torch.Tensor,
+    token_ids: torch.Tensor,
+    k: int,
+    precision: str,
+    teacher: CLIPOutput | None,
 ) -> StepResult:
     chunks = list(_chunks(pixels, token_ids, k))
-    total = torch.zeros((), device=pixels.device)
+    sizes = [px.shape[0] for px, _ in chunks]
+    parts = []
     scale = 0.0
     for j, (px, ids) in enumerate(chunks):
         with _sync_context(model, j == len(chunks) - 1), autocast_context(px.device, precision):
             out = model(px, ids)
-            loss = loss_fn(_to_fp32(out)) / len(chunks)
+            kwargs = {}
+            if teacher is not None:  # the teacher rows of this micro-batch
+                lo = sum(sizes[:j])
+                kwargs["teacher"] = CLIPOutput(teacher.image_features[lo : lo + sizes[j]],
+                                               teacher.text_features[lo : lo + sizes[j]],
+                                               teacher.logit_scale, teacher.logit_bias)
+            loss = loss_fn(_to_fp32(out), **kwargs) / len(chunks)
             loss.backward()
-        total += loss.detach()
+        parts.append(loss.detach())
         scale = float(out.logit_scale.detach())
-    return StepResult(total, scale)
+    return StepResult(torch.stack(parts).sum(), scale)
 
 
 def _gradcache(

@@ -108,9 +108,14 @@ class Trainer:
 
         if cfg.batch_size % world.world_size:
             raise UserError(f"batch_size={cfg.batch_size} is not divisible by the {world.world_size} ranks")
+        self.teacher = None
         if cfg.loss.kind == "distill":
-            raise UserError("loss.kind=distill needs a teacher, which the trainer does not load yet",
-                            hint="use loss.kind=contrastive or sigmoid")
+            from clipforge.loss.distill import TeacherFeatures
+
+            if not cfg.loss.teacher_features:
+                raise UserError("loss.kind=distill needs loss.teacher_features (a directory of teacher features)",
+                                hint="write them with clipforge.loss.distill.precompute_teacher_features")
+            self.teacher = TeacherFeatures(cfg.loss.teacher_features)
         self.cfg, self.world, self.eval_fn, self.on_step = cfg, world, eval_fn, on_step
         self.run_dir = Path(cfg.run_dir)
         self.device = world.device
@@ -248,8 +253,9 @@ class Trainer:
         token_ids = batch.token_ids.to(self.device, non_blocking=True)
         set_lr(self.optimizer, lr_at(self.step, base_lr=cfg.optim.lr, warmup_steps=cfg.optim.warmup_steps,
                                      total_steps=total, min_lr=cfg.optim.min_lr))
+        teacher = self.teacher.get(batch.indices, self.device) if self.teacher is not None else None
         out = forward_backward(train_model, self.loss_fn, pixels, token_ids, accum_freq=cfg.accum_freq,
-                               accum_mode=cfg.accum_mode, precision=cfg.precision)
+                               accum_mode=cfg.accum_mode, precision=cfg.precision, teacher=teacher)
         loss = _reduce_mean(out.loss, self.world)
         max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
