@@ -48,10 +48,11 @@ class SyntheticLoader:
     def __init__(self, data: PairSet, batch_size: int, epoch: int, seed: int, skip: int, workers: int,
                  rank: int = 0, world_size: int = 1) -> None:
         order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed * 1000 + epoch)).tolist()
-        per_rank = len(order) // world_size
-        mine = order[rank * per_rank : (rank + 1) * per_rank]
-        self.n_batches = len(mine) // batch_size
-        mine = mine[skip * batch_size : self.n_batches * batch_size]
+        # Global batch g covers positions [g*W*B, (g+1)*W*B) of the order; rank r takes the r-th block of B
+        # (the real loader's layout), so W ranks see exactly the single-process batches between them.
+        self.n_batches = len(order) // (world_size * batch_size)
+        mine = [order[g * world_size * batch_size + rank * batch_size + i]
+                for g in range(skip, self.n_batches) for i in range(batch_size)]
         self.loader = torch.utils.data.DataLoader(
             torch.utils.data.Subset(data, mine), batch_size=batch_size, shuffle=False, num_workers=workers,
             collate_fn=_collate, drop_last=True,
