@@ -1,0 +1,247 @@
+"""CLIP's byte-level BPE tokenizer: OpenAI-exact ids on Hugging Face ``tokenizers``, plus trained vocabularies.
+
+A text becomes ``[<|startoftext|>, word pieces..., <|endoftext|>, 0, 0, ...]`` of length ``context_length``.
+Texts too long for the context keep their first ``context_length - 2`` pieces and still end with
+end-of-text, because the text model reads its features at that position (argmax of the ids).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Sequence
+from importlib import resources
+from pathlib import Path
+
+import regex
+import torch
+from tokenizers import Tokenizer as Backend
+
+from clipforge.errors import UserError
+from clipforge.text import bpe
+from clipforge.text.clean import clean_text
+from clipforge.text.config import TokenizerConfig
+
+OPENAI_VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"
+DEFAULT_CONTEXT_LENGTH = 77
+PAD_ID = 0
+
+# Literal "<|startoftext|>" / "<|endoftext|>" inside a text are special tokens for OpenAI only where its
+# word pattern matches them, i.e. not right after other punctuation ("<<|endoftext|>" is plain text).
+# `tokenizers` would extract them anywhere, so such (rare) texts are split into words here first.
+_SPECIAL_IN_TEXT = regex.compile(r"<\|(?:startoftext|endoftext)\|>")
+_WORDS = regex.compile(bpe.WORD_PATTERN, regex.IGNORECASE)
+
+
+class Tokenizer:
+    """Turns texts into fixed-length id tensors for CLIP's text encoder, and ids back into text.
+
+    Args:
+        backend: a ``tokenizers.Tokenizer`` with the layout of clipforge.text.bpe (end-of-text is the
+            highest id, start-of-text the one below). It is never modified, so it may be shared.
+        context_length: default number of ids per text.
+    """
+
+    def __init__(self, backend: Backend, context_length: int = DEFAULT_CONTEXT_LENGTH) -> None:
+        self._backend = backend
+        self._context_length = _check_context_length(context_length)
+        size = backend.get_vocab_size(with_added_tokens=True)
+        sot, eot = backend.token_to_id(bpe.SOT), backend.token_to_id(bpe.EOT)
+        if eot != size - 1 or sot != size - 2:
+            raise UserError(
+                f"tokenizer vocabulary of {size} ids has {bpe.SOT}={sot} and {bpe.EOT}={eot}; expected "
+                f"{size - 2} and {size - 1}",
+                hint="the text model pools at the highest id, so end-of-text must be last: build the "
+                "vocabulary with clipforge.text.tokenizer.train_tokenizer",
+            )
+        self._vocab_size, self._sot, self._eot = size, sot, eot
+
+    @classmethod
+    def from_json(cls, text: str, context_length: int = DEFAULT_CONTEXT_LENGTH, source: str = "<string>") -> Tokenizer:
+        """Rebuild a tokenizer from ``to_json()`` output.
+
+        Args:
+            text: the ``tokenizers`` JSON.
+            context_length: default number of ids per text.
+            source: where the JSON came from, for error messages.
+        """
+        try:
+            backend = Backend.from_str(text)
+        except Exception as e:  # tokenizers raises a bare Exception for malformed JSON
+            raise UserError(f"{source}: not a valid tokenizer file ({e})") from e
+        return cls(backend, context_length)
+
+    @classmethod
+    def from_file(cls, path: str | Path, context_length: int = DEFAULT_CONTEXT_LENGTH) -> Tokenizer:
+        """Load a tokenizer saved with ``to_json()``.
+
+        Args:
+            path: the ``tokenizer.json`` file.
+            context_length: default number of ids per text.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"{path}: tokenizer file not found", hint="a checkpoint whose tokenizer kind is "
+                            "'file' keeps its trained vocabulary as tokenizer.json beside config.json")
+        return cls.from_json(path.read_text(encoding="utf-8"), context_length, source=str(path))
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of ids, special tokens included."""
+        return self._vocab_size
+
+    @property
+    def sot_id(self) -> int:
+        """Id of ``<|startoftext|>`` (vocab_size - 2)."""
+        return self._sot
+
+    @property
+    def eot_id(self) -> int:
+        """Id of ``<|endoftext|>`` (vocab_size - 1, the highest)."""
+        return self._eot
+
+    @property
+    def context_length(self) -> int:
+        """Default number of ids per text."""
+        return self._context_length
+
+    def encode(self, text: str) -> list[int]:
+        """Ids of one text's word pieces, without start/end-of-text and without truncation.
+
+        Args:
+            text: raw text (cleaned here).
+        """
+        return self._encode_many([text])[0]
+
+    def __call__(self, texts: list[str] | str, context_length: int | None = None) -> torch.Tensor:
+        """Tokenize texts into a (B, context_length) int64 tensor padded with 0.
+
+        Args:
+            texts: one text or a list of texts.
+            context_length: ids per text; defaults to the tokenizer's context_length.
+        """
+        if isinstance(texts, str):
+            texts = [texts]
+        length = self._context_length if context_length is None else _check_context_length(context_length)
+        keep = length - 2  # room for word pieces between start- and end-of-text
+        rows = []
+        for ids in self._encode_many(texts):
+            row = [self._sot, *ids[:keep], self._eot]
+            row.extend([PAD_ID] * (length - len(row)))
+            rows.append(row)
+        return torch.tensor(rows, dtype=torch.long).reshape(len(rows), length)  # (B, L)
+
+    def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
+        """Text of one id sequence, without special tokens or padding, pieces joined by word-end spaces.
+
+        Args:
+            ids: a 1-D sequence, e.g. one row of ``__call__``'s output or ``encode``'s result.
+        """
+        if isinstance(ids, torch.Tensor):
+            if ids.dim() != 1:
+                raise ValueError(f"decode takes one sequence (1-D), got shape {tuple(ids.shape)}")
+            ids = ids.tolist()
+        ids = list(ids)
+        # Trailing zeros are always padding: id 0 is a byte symbol without "</w>", and every word's
+        # last piece carries "</w>", so no real sequence ends with 0.
+        while ids and ids[-1] == PAD_ID:
+            ids.pop()
+        bad = [i for i in ids if not 0 <= i < self._vocab_size]
+        if bad:
+            raise ValueError(f"ids outside the vocabulary [0, {self._vocab_size}): {bad[:5]}")
+        return self._backend.decode(ids, skip_special_tokens=True).strip()
+
+    def to_json(self) -> str:
+        """The ``tokenizers`` JSON of the vocabulary (saved as tokenizer.json for trained vocabularies)."""
+        return self._backend.to_str()
+
+    def __repr__(self) -> str:
+        return f"Tokenizer(vocab_size={self._vocab_size}, context_length={self._context_length})"
+
+    def _encode_many(self, texts: list[str]) -> list[list[int]]:
+        cleaned = [clean_text(t) for t in texts]
+        special = {i: t for i, t in enumerate(cleaned) if "<|" in t and _SPECIAL_IN_TEXT.search(t)}
+        batch = [("" if i in special else t) for i, t in enumerate(cleaned)] if special else cleaned
+        ids = [e.ids for e in self._backend.encode_batch_fast(batch, add_special_tokens=False)]
+        for i, text in special.items():
+            # Each word is split again by the backend's own pattern, which leaves it whole; a word that
+            # is exactly a special token's text becomes that token.
+            words = _WORDS.findall(text)
+            ids[i] = self._backend.encode(words, is_pretokenized=True, add_special_tokens=False).ids
+        return ids
+
+
+def _check_context_length(length: int) -> int:
+    if not isinstance(length, int) or length < 2:
+        raise UserError(f"tokenizer context_length must be an integer >= 2, got {length!r}",
+                        hint="it must hold at least start- and end-of-text")
+    return length
+
+
+@functools.lru_cache(maxsize=1)
+def _openai_backend_json() -> str:
+    # Built once per process from the bundled merge list (about a second); an immutable string is
+    # cached, not the backend object, so no Tokenizer can affect another through shared state.
+    path = resources.files("clipforge.text") / "data" / OPENAI_VOCAB_FILE
+    with resources.as_file(path) as local:
+        return bpe.make_backend(bpe.read_openai_merges(local)).to_str()
+
+
+def openai_tokenizer(context_length: int = DEFAULT_CONTEXT_LENGTH) -> Tokenizer:
+    """OpenAI CLIP's tokenizer (49,408 ids) from the bundled vocabulary.
+
+    Args:
+        context_length: default number of ids per text.
+    """
+    return Tokenizer(Backend.from_str(_openai_backend_json()), context_length)
+
+
+def build_tokenizer(cfg: TokenizerConfig, ckpt_dir: Path | None = None) -> Tokenizer:
+    """The tokenizer a checkpoint's config names.
+
+    Args:
+        cfg: kind "openai" uses the bundled vocabulary; kind "file" loads ``ckpt_dir/tokenizer.json``.
+        ckpt_dir: the checkpoint directory (needed for kind "file").
+    """
+    from clipforge.pipeline import TOKENIZER_FILE  # pipeline imports text.config; keep the import one-way
+
+    if cfg.kind == "openai":
+        tokenizer = openai_tokenizer(cfg.context_length)
+    elif cfg.kind == "file":
+        if ckpt_dir is None:
+            raise UserError("tokenizer kind 'file' needs the checkpoint directory that holds tokenizer.json")
+        tokenizer = Tokenizer.from_file(Path(ckpt_dir) / TOKENIZER_FILE, cfg.context_length)
+    else:
+        raise UserError(f"unknown tokenizer kind {cfg.kind!r}", hint="use 'openai' or 'file'")
+    if tokenizer.vocab_size != cfg.vocab_size:
+        raise UserError(
+            f"tokenizer has {tokenizer.vocab_size} ids but the config says vocab_size={cfg.vocab_size}",
+            hint="the config and tokenizer.json of this checkpoint do not belong together",
+        )
+    return tokenizer
+
+
+def train_tokenizer(
+    texts: Iterable[str],
+    vocab_size: int,
+    context_length: int = DEFAULT_CONTEXT_LENGTH,
+    min_frequency: int = 2,
+    show_progress: bool = False,
+) -> Tokenizer:
+    """Learn a smaller BPE vocabulary from captions, cleaned and split into words exactly like OpenAI's.
+
+    The layout matches OpenAI's (512 byte symbols, merges, then start- and end-of-text as the two highest
+    ids), so any text can be encoded. Save it with ``to_json()`` as the checkpoint's tokenizer.json.
+
+    Args:
+        texts: the caption corpus (iterated once).
+        vocab_size: ids wanted, special tokens included; at least 515. The result has fewer (and a
+            warning is logged) when the corpus has too few distinct pairs: read ``.vocab_size``.
+        context_length: default number of ids per text.
+        min_frequency: a pair seen fewer times than this is never merged.
+        show_progress: show the trainer's progress bar.
+    """
+    fixed = bpe.BASE_SYMBOLS + bpe.NUM_SPECIAL
+    if vocab_size <= fixed:
+        raise UserError(f"vocab_size {vocab_size} is too small", hint=f"use more than {fixed} (512 byte symbols + 2 special)")
+    merges = bpe.train_merges((clean_text(t) for t in texts), vocab_size - fixed, min_frequency, show_progress)
+    return Tokenizer(bpe.make_backend(merges), context_length)
