@@ -22,13 +22,13 @@ def _yaml(tmp_path: Path, text: str) -> Path:
 
 def test_defaults_then_file_then_overrides(tmp_path):
     path = _yaml(tmp_path, "batch_size: 32\noptim:\n  lr: 1.0e-3\n  betas: [0.9, 0.95]\ndata:\n  train: a.jsonl\n")
-    cfg = load_train_config(path, ["optim.lr=2e-3", "data.workers=0", "model=test-vit", "tokenizer=512"])
+    cfg = load_train_config(path, ["optim.lr=2e-3", "data.workers=0", "model=test-vit", "tokenizer=1024"])
     assert cfg.batch_size == 32  # from the file
     assert cfg.optim.lr == 2e-3  # the override wins over the file
     assert cfg.optim.betas == (0.9, 0.95) and isinstance(cfg.optim.betas, tuple)
     assert cfg.optim.eps == TrainConfig().optim.eps  # untouched default
     assert cfg.data.train == "a.jsonl" and cfg.data.workers == 0
-    assert cfg.model == "test-vit" and cfg.tokenizer == 512
+    assert cfg.model == "test-vit" and cfg.tokenizer == 1024
 
 
 def test_int_is_accepted_for_float_and_yaml_exponent_strings(tmp_path):
@@ -95,3 +95,8 @@ def test_demo_config_loads():
     cfg = load_train_config(REPO / "configs" / "runs" / "tiny-emoji.yaml")
     assert cfg.model == "tiny-vit" and cfg.data.train == "data/emoji/train.jsonl"
     assert cfg.data.caption_column == "captions" and cfg.batch_size == 128
+
+
+def test_a_trained_vocabulary_needs_room_beyond_the_bytes():
+    with pytest.raises(UserError, match="vocab size >= 515"):
+        load_train_config(None, ["tokenizer=300"])

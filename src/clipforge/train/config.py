@@ -131,8 +131,9 @@ class TrainConfig:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if self.steps < 0 or self.epochs < 0 or (self.steps == 0 and self.epochs == 0):
             raise ValueError("set steps > 0 or epochs > 0")
-        if isinstance(self.tokenizer, int) and self.tokenizer < 300:
-            raise ValueError(f"a trained tokenizer needs a vocab size >= 300 (256 bytes + specials), got {self.tokenizer}")
+        if isinstance(self.tokenizer, int) and self.tokenizer < 515:
+            raise ValueError(f"a trained tokenizer needs a vocab size >= 515 (512 byte symbols + 2 specials + 1), "
+                             f"got {self.tokenizer}")
 
 
 def _model_dict(name: str) -> dict[str, Any]:

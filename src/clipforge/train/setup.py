@@ -59,10 +59,14 @@ def setup_tokenizer(cfg: TrainConfig, context_length: int, run_dir: Path, world:
 
         texts = _training_captions(cfg)
         log.info("training a %d-token BPE vocabulary on %d captions", cfg.tokenizer, len(texts))
-        atomic_write_text(path, train_tokenizer(texts, cfg.tokenizer).to_json())
+        atomic_write_text(path, train_tokenizer(texts, cfg.tokenizer, context_length).to_json())
     if world.distributed:
         torch.distributed.barrier()
-    tok_cfg = TokenizerConfig(kind="file", context_length=context_length, vocab_size=int(cfg.tokenizer))
+    from clipforge.text.tokenizer import Tokenizer
+
+    # A small corpus can yield fewer ids than asked for: the vocabulary's own size is the model's.
+    vocab_size = Tokenizer.from_file(path, context_length).vocab_size
+    tok_cfg = TokenizerConfig(kind="file", context_length=context_length, vocab_size=vocab_size)
     return TokenizerSetup(tok_cfg, build_tokenizer(tok_cfg, run_dir), path.read_text())
 
 
@@ -80,9 +84,9 @@ def _training_captions(cfg: TrainConfig) -> list[str]:
     return [c for caps in table.captions for c in caps if c.strip()]
 
 
-def model_config(cfg: TrainConfig) -> CLIPConfig:
-    """The trained model's config: registry name or given config, run image size, trained vocab size."""
-    vocab = None if cfg.tokenizer == "openai" else int(cfg.tokenizer)
+def model_config(cfg: TrainConfig, tokenizer: TokenizerConfig | None = None) -> CLIPConfig:
+    """The trained model's config: registry name or given config, run image size, the tokenizer's vocab size."""
+    vocab = tokenizer.vocab_size if tokenizer is not None and tokenizer.kind == "file" else None
     return resolve_model(cfg, vocab)
 
 

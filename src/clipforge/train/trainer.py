@@ -124,10 +124,12 @@ class Trainer:
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True  # fp32 runs use TF32 tensor cores (MFU peak assumes it)
             torch.backends.cudnn.allow_tf32 = True
-        self.model_cfg = model_config(cfg)
-        self.preprocess = dataclasses.replace(cfg.preprocess, image_size=self.model_cfg.vision.image_size)
-        assert isinstance(self.preprocess, PreprocessConfig)
-        self.tok = setup_tokenizer(cfg, self.model_cfg.text.context_length, self.run_dir, world)
+        context_length = model_config(cfg).text.context_length
+        self.tok = setup_tokenizer(cfg, context_length, self.run_dir, world)
+        self.model_cfg = model_config(cfg, self.tok.config)
+        self.preprocess: PreprocessConfig = dataclasses.replace(
+            cfg.preprocess, image_size=self.model_cfg.vision.image_size
+        )
         _seed_everything(cfg.seed)  # model init depends only on the seed
         self.model = CLIP(self.model_cfg).to(self.device)
         self.model.set_grad_checkpointing(cfg.grad_checkpointing)
