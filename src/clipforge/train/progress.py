@@ -1,0 +1,121 @@
+"""What a run shows and records: a live rich bar, metrics JSONL and TensorBoard scalars (main rank only)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+METRICS_FILE = "metrics.jsonl"
+
+
+class Meter:
+    """Throughput and data-wait over the window since the last ``window()`` call."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.start = time.perf_counter()
+        self.samples = 0
+        self.wait = 0.0
+        self.steps = 0
+
+    def add(self, samples: int, wait_s: float) -> None:
+        self.samples += samples
+        self.wait += wait_s
+        self.steps += 1
+
+    def window(self) -> dict[str, float]:
+        """samples/s and the percentage of wall time spent waiting for data, then start a new window."""
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        out = {"samples_per_s": self.samples / elapsed, "data_wait_pct": 100.0 * self.wait / elapsed}
+        self.reset()
+        return out
+
+
+class Reporter:
+    """Progress bar + metrics.jsonl + TensorBoard for the main rank; every method is a no-op elsewhere.
+
+    Args:
+        run_dir: where ``metrics.jsonl`` and ``tensorboard/`` go.
+        total_steps: length of the run (for the bar and ETA).
+        start_step: steps already done (after a resume).
+        enabled: False on ranks other than 0.
+        progress: show the live bar.
+        tensorboard: write TensorBoard scalars.
+    """
+
+    def __init__(
+        self, run_dir: Path, total_steps: int, start_step: int, enabled: bool, progress: bool, tensorboard: bool
+    ) -> None:
+        self.enabled = enabled
+        self.path = run_dir / METRICS_FILE
+        self._bar = None
+        self._task = None
+        self._tb = None
+        if not enabled:
+            return
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(run_dir / "tensorboard"))
+        if progress:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(
+                TextColumn("[bold]train"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeRemainingColumn(),
+                TextColumn("{task.fields[info]}"),
+                refresh_per_second=4,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task("train", total=total_steps, completed=start_step, info="")
+
+    def advance(self, step: int) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, completed=step)
+
+    def log(self, step: int, metrics: dict[str, Any]) -> None:
+        """Append one JSONL line, write TensorBoard scalars and refresh the bar's text."""
+        if not self.enabled:
+            return
+        record = {"step": step, "time": time.time(), **metrics}
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self._tb is not None:
+            for key, value in metrics.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self._tb.add_scalar(key.replace(".", "/"), value, step)
+        if self._bar is not None and "loss" in metrics:
+            self._bar.update(self._task, completed=step, info=format_info(metrics))
+
+    def message(self, text: str) -> None:
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.console.print(text)
+        else:
+            import logging
+
+            logging.getLogger("clipforge.train").info(text)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+        if self._tb is not None:
+            self._tb.close()
+
+
+def format_info(m: dict[str, Any]) -> str:
+    """The bar's text: loss, logit scale, samples/s, data wait and MFU ('n/a' without a known peak)."""
+    mfu = m.get("mfu")
+    mfu_text = f"{100 * mfu:.1f}%" if isinstance(mfu, float) else "n/a"
+    return (
+        f"loss {m['loss']:.4f}  scale {m.get('logit_scale', 0):.1f}  {m.get('samples_per_s', 0):.1f} samples/s  "
+        f"data wait {m.get('data_wait_pct', 0):.0f}%  MFU {mfu_text}"
+    )

@@ -1,0 +1,119 @@
+"""Building a run's parts from its config: tokenizer, model, data loader factory."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import torch
+
+from clipforge.errors import UserError
+from clipforge.text.config import TokenizerConfig
+from clipforge.train.config import TrainConfig, resolve_model
+from clipforge.utils.io import atomic_write_text
+
+if TYPE_CHECKING:
+    from clipforge.data.loader import Batch
+    from clipforge.dist.env import World
+    from clipforge.model.config import CLIPConfig
+
+log = logging.getLogger("clipforge.train")
+TOKENIZER_FILE = "tokenizer.json"
+
+
+class EpochLoader(Protocol):
+    """What the trainer needs of a loader: batches of one epoch (after skipping some) and their count."""
+
+    def __iter__(self) -> Iterable[Batch]: ...
+    def __len__(self) -> int: ...
+
+
+# (epoch, skip_batches) -> that epoch's loader for this rank, already past the first skip_batches batches.
+LoaderFactory = Callable[[int, int], EpochLoader]
+
+
+@dataclasses.dataclass
+class TokenizerSetup:
+    config: TokenizerConfig
+    tokenize: Callable[[list[str]], torch.Tensor]
+    json: str | None  # the trained vocabulary, saved with the final model; None for "openai"
+
+
+def setup_tokenizer(cfg: TrainConfig, context_length: int, run_dir: Path, world: World) -> TokenizerSetup:
+    """The run's tokenizer: OpenAI's, or a BPE vocabulary trained on the training captions.
+
+    A trained vocabulary is written to ``run_dir/tokenizer.json`` by rank 0 once and reused on resume, so a
+    resumed run tokenizes exactly as before.
+    """
+    from clipforge.text.tokenizer import build_tokenizer
+
+    if cfg.tokenizer == "openai":
+        tok_cfg = TokenizerConfig(kind="openai", context_length=context_length)
+        return TokenizerSetup(tok_cfg, build_tokenizer(tok_cfg, None), None)
+    path = run_dir / TOKENIZER_FILE
+    if world.is_main and not path.is_file():
+        from clipforge.text.tokenizer import train_tokenizer
+
+        texts = _training_captions(cfg)
+        log.info("training a %d-token BPE vocabulary on %d captions", cfg.tokenizer, len(texts))
+        atomic_write_text(path, train_tokenizer(texts, cfg.tokenizer, context_length).to_json())
+    if world.distributed:
+        torch.distributed.barrier()
+    from clipforge.text.tokenizer import Tokenizer
+
+    # A small corpus can yield fewer ids than asked for: the vocabulary's own size is the model's.
+    vocab_size = Tokenizer.from_file(path, context_length).vocab_size
+    tok_cfg = TokenizerConfig(kind="file", context_length=context_length, vocab_size=vocab_size)
+    return TokenizerSetup(tok_cfg, build_tokenizer(tok_cfg, run_dir), path.read_text())
+
+
+def _training_captions(cfg: TrainConfig) -> list[str]:
+    from clipforge.data.pairs import is_shard_spec, read_pairs
+
+    if not cfg.data.train:
+        raise UserError("data.train is empty", hint="set data.train=PATH (folder, CSV/TSV/JSONL/Parquet)")
+    if is_shard_spec(cfg.data.train):
+        raise UserError(
+            f"tokenizer={cfg.tokenizer}: training a vocabulary from WebDataset shards is not supported",
+            hint="use tokenizer=openai, or point data.train at the table the shards were written from",
+        )
+    table = read_pairs(cfg.data.train, cfg.data.image_column, cfg.data.caption_column)
+    return [c for caps in table.captions for c in caps if c.strip()]
+
+
+def model_config(cfg: TrainConfig, tokenizer: TokenizerConfig | None = None) -> CLIPConfig:
+    """The trained model's config: registry name or given config, run image size, the tokenizer's vocab size."""
+    vocab = tokenizer.vocab_size if tokenizer is not None and tokenizer.kind == "file" else None
+    return resolve_model(cfg, vocab)
+
+
+def default_loader_factory(
+    cfg: TrainConfig, tokenize: Callable[[list[str]], torch.Tensor], preprocess: Any, world: World
+) -> LoaderFactory:
+    """Loaders from ``clipforge.data.loader.build_loader`` for this rank's share of the global batch."""
+    from clipforge.data.loader import build_loader
+
+    per_rank = cfg.batch_size // world.world_size
+
+    def factory(epoch: int, skip_batches: int) -> EpochLoader:
+        return build_loader(
+            cfg.data,
+            tokenizer=tokenize,
+            preprocess=preprocess,
+            world=world,
+            batch_size=per_rank,
+            train=True,
+            epoch=epoch,
+            seed=cfg.seed,
+            skip_batches=skip_batches,
+        )
+
+    return factory
+
+
+def pick_device(cfg: TrainConfig) -> str | None:
+    """The device argument for ``init_distributed``: None lets it choose CUDA when available."""
+    return None if cfg.device == "auto" else cfg.device
