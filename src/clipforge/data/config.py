@@ -42,6 +42,8 @@ class DataConfig:
         random_resized_crop: train-time random resized crop instead of the eval resize + centre crop.
         crop_scale: area range of the random resized crop.
         caption_sampling: "random" picks one of an image's captions per epoch; "first" always the first.
+        silhouette: probability of training on a light-on-dark silhouette view of an image drawn on white
+            (data.transforms.silhouette); 0 = off.
     """
 
     train: str = ""
@@ -51,3 +53,4 @@ class DataConfig:
     random_resized_crop: bool = False
     crop_scale: tuple[float, float] = (0.8, 1.0)
     caption_sampling: Literal["random", "first"] = "random"
+    silhouette: float = 0.0

@@ -140,7 +140,10 @@ def build_loader(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     transform = train_transform(
-        preprocess, random_resized_crop=bool(train and cfg.random_resized_crop), crop_scale=tuple(cfg.crop_scale)
+        preprocess,
+        random_resized_crop=bool(train and cfg.random_resized_crop),
+        crop_scale=tuple(cfg.crop_scale),
+        silhouette_p=cfg.silhouette if train else 0.0,
     )
     sampling = cfg.caption_sampling if train else "first"
     common = dict(tokenizer=tokenizer, transform=transform, seed=seed, epoch=epoch, caption_sampling=sampling)
