@@ -19,7 +19,7 @@ import regex
 
 SOT, EOT = "<|startoftext|>", "<|endoftext|>"
 WORD_END = "</w>"
-NUM_MERGES = 49408 - 512 - 2
+OPENAI_NUM_MERGES = 49408 - 512 - 2
 PATTERN = regex.compile(
     r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""",
     regex.IGNORECASE,
@@ -43,13 +43,17 @@ class ReferenceBPE:
     """OpenAI CLIP's tokenizer in plain Python.
 
     Args:
-        merges_path: ``bpe_simple_vocab_16e6.txt.gz``.
+        merges: BPE merges in rank order (``from_file`` reads OpenAI's).
     """
 
-    def __init__(self, merges_path: str | Path) -> None:
+    @classmethod
+    def from_file(cls, merges_path: str | Path) -> ReferenceBPE:
+        """OpenAI's vocabulary from ``bpe_simple_vocab_16e6.txt.gz`` (line 0 is a header)."""
         with gzip.open(merges_path, "rt", encoding="utf-8") as f:
-            lines = f.read().split("\n")[1 : 1 + NUM_MERGES]
-        merges = [tuple(line.split()) for line in lines]
+            lines = f.read().split("\n")[1 : 1 + OPENAI_NUM_MERGES]
+        return cls([tuple(line.split()) for line in lines])
+
+    def __init__(self, merges: list[tuple[str, str]]) -> None:
         self.byte_char = _byte_to_char()
         self.char_byte = {c: b for b, c in self.byte_char.items()}
         # Vocabulary order: byte symbols sorted as OpenAI lists them (visible ones first, in byte order,
@@ -58,7 +62,8 @@ class ReferenceBPE:
         tokens = symbols + [s + WORD_END for s in symbols] + ["".join(m) for m in merges] + [SOT, EOT]
         self.token_id = {t: i for i, t in enumerate(tokens)}
         self.id_token = tokens
-        self.rank = {m: i for i, m in enumerate(merges)}
+        self.rank = {tuple(m): i for i, m in enumerate(merges)}
+        self.no_merge = len(merges)  # rank of pairs that are not merges
         self.sot_id, self.eot_id = self.token_id[SOT], self.token_id[EOT]
         self.cache: dict[str, list[int]] = {SOT: [self.sot_id], EOT: [self.eot_id]}
 
@@ -74,9 +79,12 @@ class ReferenceBPE:
             return self.cache[word]
         parts = list(word[:-1]) + [word[-1] + WORD_END]
         while len(parts) > 1:
-            ranked = [(self.rank.get(pair, NUM_MERGES), i, pair) for i, pair in enumerate(zip(parts[:-1], parts[1:], strict=True))]
+            ranked = [
+                (self.rank.get(pair, self.no_merge), i, pair)
+                for i, pair in enumerate(zip(parts[:-1], parts[1:], strict=True))
+            ]
             best_rank, _, best = min(ranked)
-            if best_rank == NUM_MERGES:
+            if best_rank == self.no_merge:
                 break
             merged, i = [], 0
             while i < len(parts):  # merge every occurrence, scanning left to right
@@ -128,6 +136,7 @@ _WORDS = str.split(
     "red blue green small big old young happy sad running sitting flying on in under next to with and or "
     "beautiful night day snow rain sunset beach forest portrait close-up view"
 )
+# fmt: off
 _FRAGMENTS = [
     "don't", "it's", "we're", "they've", "I'm", "you'll", "he'd", "DON'T", "IT'S", "O'Neill", "rock 'n' roll",
     "3.14", "1,000,000", "2024-11-22", "#42", "$9.99", "50%", "10x", "1st", "007", "½", "²", "Ⅻ", "٣", "१२",
@@ -144,6 +153,7 @@ _FRAGMENTS = [
     "<|endoftext|>", "<|startoftext|>", "x<<|endoftext|>", "<|ENDOFTEXT|>", "a<|endoftext|>b", "<|ſtartoftext|>",
     "'ſ", "\u0345", "ά\u0345",
 ]
+# fmt: on
 
 
 def _random_unicode(rng: random.Random, n: int) -> str:

@@ -35,7 +35,7 @@ def _gather_padded(x: torch.Tensor, counts: list[int]) -> torch.Tensor:
     xp = x.new_zeros((pad, *x.shape[1:]))
     xp[: x.shape[0]] = x
     out = x.new_empty((len(counts) * pad, *x.shape[1:]))
-    dist.all_gather_into_tensor(out, xp.contiguous())
+    dist.all_gather_single(out, xp.contiguous())
     # (W * pad, ...) -> (sum(counts), ...): drop each rank's padding rows.
     return torch.cat([out[r * pad : r * pad + n] for r, n in enumerate(counts)])
 
@@ -52,12 +52,12 @@ class _AllGatherSum(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         counts, rank = ctx.counts, ctx.rank
         start = sum(counts[:rank])
-        if dist.get_backend() == "nccl" and len(set(counts)) == 1:
-            # Equal blocks: reduce-scatter moves 1/W of what an all-reduce moves.
+        if len(set(counts)) == 1:
+            # Equal blocks: reduce-scatter moves 1/W of what an all-reduce moves (NCCL and gloo both have it).
             out = grad.new_empty((counts[rank], *grad.shape[1:]))
-            dist.reduce_scatter_tensor(out, grad.contiguous(), op=dist.ReduceOp.SUM)
+            dist.reduce_scatter_single(out, grad.contiguous(), op=dist.ReduceOp.SUM)
             return out, None, None
-        # gloo has no reduce-scatter: all-reduce the whole gradient, keep this rank's slice.
+        # Uneven blocks: all-reduce the whole gradient, keep this rank's slice.
         grad = grad.contiguous().clone()
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)
         return grad[start : start + counts[rank]], None, None

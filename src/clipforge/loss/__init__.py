@@ -40,6 +40,8 @@ def build_loss(cfg: LossConfig, world: World) -> LossFn:
     - local_loss, no gather_with_grad: OpenCLIP's approximation: the other ranks' rows' gradients
       w.r.t. this rank's features are dropped (columns from other ranks are constants). Not exact.
     - sigmoid: texts travel a ring with gradients returned to their owner; images stay local. Exact.
+      local_loss, gather_with_grad and chunk_size do not apply (each step is one rank's block already).
+    - distill: the contrastive part as above; the teacher's features are gathered without gradient.
 
     Args:
         cfg: which objective and how it is distributed.

@@ -96,7 +96,8 @@ class _StreamedInfoNCE(torch.autograd.Function):
     """``infonce_rows`` without keeping any (M, N) tensor: forward keeps the (M,) log-sum-exps only."""
 
     @staticmethod
-    def forward(ctx: Any, q_img, q_txt, k_img, k_txt, scale, offset: int, denom: float, chunk: int):  # noqa: ANN001
+    def forward(ctx: Any, q_img: torch.Tensor, q_txt: torch.Tensor, k_img: torch.Tensor, k_txt: torch.Tensor,
+                scale: torch.Tensor, offset: int, denom: float, chunk: int) -> torch.Tensor:
         m = q_img.shape[0]
         lse_i = _stream_lse(q_img, k_txt, scale, chunk)  # (M,)
         lse_t = _stream_lse(q_txt, k_img, scale, chunk)  # (M,)
@@ -108,7 +109,7 @@ class _StreamedInfoNCE(torch.autograd.Function):
         return loss
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor):  # noqa: ANN205
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         q_img, q_txt, k_img, k_txt, scale, lse_i, lse_t = ctx.saved_tensors
         dq_i, dk_t, ds_i = _stream_grad(q_img, k_txt, scale, lse_i, ctx.offset, ctx.chunk)
         dq_t, dk_i, ds_t = _stream_grad(q_txt, k_img, scale, lse_t, ctx.offset, ctx.chunk)

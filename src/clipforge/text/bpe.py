@@ -11,15 +11,15 @@ The text model reads its features at argmax(token_ids), so end-of-text must be t
 from __future__ import annotations
 
 import gzip
-import json
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Mapping
 from pathlib import Path
 
 from tokenizers import Regex, decoders, pre_tokenizers
 from tokenizers import Tokenizer as Backend
 from tokenizers.models import BPE
-from tokenizers.trainers import BpeTrainer
+
+from clipforge.text.bpe_train import learn_merges
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +55,21 @@ def byte_symbols() -> list[str]:
     order; the other 68 bytes (controls, space, no-break space, soft hyphen) follow, in byte order,
     as the characters U+0100 onwards, so that no symbol is whitespace or a control character.
     """
+    return [symbol for _, symbol in _byte_symbol_pairs()]
+
+
+def latin1_to_symbols() -> dict[int, str]:
+    """A ``str.translate`` table taking a word's UTF-8 bytes, read as Latin-1, to byte symbols.
+
+    ``word.encode("utf-8").decode("latin-1").translate(table)`` is the byte-level form of ``word``.
+    """
+    return dict(_byte_symbol_pairs())
+
+
+def _byte_symbol_pairs() -> list[tuple[int, str]]:
     visible = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     hidden = [b for b in range(256) if b not in visible]
-    return [chr(b) for b in visible] + [chr(256 + n) for n in range(len(hidden))]
+    return [(b, chr(b)) for b in visible] + [(b, chr(256 + n)) for n, b in enumerate(hidden)]
 
 
 def base_vocab() -> list[str]:
@@ -104,6 +116,9 @@ def pre_tokenizer() -> pre_tokenizers.PreTokenizer:
 def make_backend(merges: list[tuple[str, str]]) -> Backend:
     """A ``tokenizers.Tokenizer`` for the standard layout; text must already be cleaned (clean.clean_text).
 
+    clipforge's Tokenizer uses its model and decoder; the pre-tokenizer serves training and anyone using
+    the saved JSON on its own.
+
     Args:
         merges: BPE merges in rank order.
     """
@@ -123,41 +138,31 @@ def make_backend(merges: list[tuple[str, str]]) -> Backend:
 
 
 def train_merges(
-    cleaned_texts: Iterable[str], num_merges: int, min_frequency: int = 2, show_progress: bool = False
+    word_counts: Mapping[str, int], num_merges: int, min_frequency: int = 2, show_progress: bool = False
 ) -> list[tuple[str, str]]:
-    """Learn up to ``num_merges`` BPE merges over OpenAI-style words of already-cleaned texts.
+    """Learn up to ``num_merges`` BPE merges from the counts of OpenAI-style words of a cleaned corpus.
 
     Args:
-        cleaned_texts: texts passed through clean.clean_text.
-        num_merges: how many merges to keep (the most frequent first, in the order learned).
+        word_counts: word (as split from cleaned text) -> occurrences.
+        num_merges: how many merges to keep (the most frequent first).
         min_frequency: a pair seen fewer times than this is never merged.
-        show_progress: let ``tokenizers`` draw its own progress bar.
+        show_progress: show a progress bar.
 
     Returns:
         The merges in rank order; fewer than ``num_merges`` when the corpus runs out of pairs.
     """
-    scratch = Backend(BPE(end_of_word_suffix=END_OF_WORD, continuing_subword_prefix=""))
-    scratch.pre_tokenizer = pre_tokenizer()
-    trainer = BpeTrainer(
-        # The trainer counts its alphabet (at most the 512 base symbols) in vocab_size; ask for enough
-        # room that the merge count, not the alphabet, is what limits it.
-        vocab_size=num_merges + BASE_SYMBOLS,
-        min_frequency=min_frequency,
-        initial_alphabet=byte_symbols(),
-        end_of_word_suffix=END_OF_WORD,
-        continuing_subword_prefix="",
-        show_progress=show_progress,
-    )
-    scratch.train_from_iterator(_non_empty(cleaned_texts), trainer=trainer)
-    raw = json.loads(scratch.to_str())["model"]["merges"]
-    # tokenizers writes merges either as "a b" strings or as [a, b] pairs depending on its version.
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in raw]
+    table = latin1_to_symbols()
+    symbol_counts = {w.encode("utf-8").decode("latin-1").translate(table): c for w, c in word_counts.items()}
+    if show_progress:
+        from rich.progress import Progress
+
+        with Progress(transient=True) as progress:
+            task = progress.add_task("learning BPE merges", total=num_merges)
+            merges = learn_merges(
+                symbol_counts, num_merges, min_frequency, lambda n: progress.update(task, completed=n)
+            )
+    else:
+        merges = learn_merges(symbol_counts, num_merges, min_frequency)
     if len(merges) < num_merges:
         log.warning("the training corpus supports only %d of the %d merges asked for", len(merges), num_merges)
-    return merges[:num_merges]  # type: ignore[return-value]
-
-
-def _non_empty(texts: Iterable[str]) -> Iterator[str]:
-    for text in texts:
-        if text:
-            yield text
+    return merges

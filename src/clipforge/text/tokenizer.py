@@ -3,18 +3,30 @@
 A text becomes ``[<|startoftext|>, word pieces..., <|endoftext|>, 0, 0, ...]`` of length ``context_length``.
 Texts too long for the context keep their first ``context_length - 2`` pieces and still end with
 end-of-text, because the text model reads its features at that position (argmax of the ids).
+
+How a text is encoded: clean it as OpenAI does (clean.py), split it into words with OpenAI's own pattern
+(the `regex` module, so Unicode handling is OpenAI's to the character), and look each word up in a
+per-instance memo; a word not seen before is merged by the `tokenizers` BPE model. Measured here
+(benchmarks/tokenizer.py), `tokenizers`' full pipeline costs ~20 us per short caption, mostly per-call
+and per-word bookkeeping, while split + memo costs ~5 us, so the model is called only for new words.
+The saved tokenizer.json still holds the full pipeline (pre-tokenizer, decoder) for use on its own.
 """
 
 from __future__ import annotations
 
 import functools
+import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import regex
 import torch
 from tokenizers import Tokenizer as Backend
+from tokenizers.models import BPE
 
 from clipforge.errors import UserError
 from clipforge.text import bpe
@@ -24,12 +36,23 @@ from clipforge.text.config import TokenizerConfig
 OPENAI_VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"
 DEFAULT_CONTEXT_LENGTH = 77
 PAD_ID = 0
-
-# Literal "<|startoftext|>" / "<|endoftext|>" inside a text are special tokens for OpenAI only where its
-# word pattern matches them, i.e. not right after other punctuation ("<<|endoftext|>" is plain text).
-# `tokenizers` would extract them anywhere, so such (rare) texts are split into words here first.
-_SPECIAL_IN_TEXT = regex.compile(r"<\|(?:startoftext|endoftext)\|>")
+# Words whose ids are remembered per Tokenizer; past this the memo starts afresh (a few tens of MB at most).
+_MAX_MEMO_WORDS = 200_000
+# OpenAI's word pattern, run by the `regex` module exactly as OpenAI runs it (see bpe.WORD_PATTERN).
 _WORDS = regex.compile(bpe.WORD_PATTERN, regex.IGNORECASE)
+# The same pattern on cleaned (lowercased, whitespace-collapsed) ASCII text, where letters are a-z and
+# numbers 0-9; the standard `re` engine runs it in about half the time.
+_ASCII_WORDS = re.compile(r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[a-z]+|[0-9]|[^\sa-z0-9]+""")
+
+
+def split_words(text: str) -> list[str]:
+    """Clean ``text`` and split it into OpenAI CLIP's words (BPE runs within each word).
+
+    Args:
+        text: raw text.
+    """
+    text = clean_text(text)
+    return (_ASCII_WORDS if text.isascii() else _WORDS).findall(text)
 
 
 class Tokenizer:
@@ -53,7 +76,17 @@ class Tokenizer:
                 hint="the text model pools at the highest id, so end-of-text must be last: build the "
                 "vocabulary with clipforge.text.tokenizer.train_tokenizer",
             )
+        model = backend.model
+        if not isinstance(model, BPE) or model.end_of_word_suffix != bpe.END_OF_WORD:
+            raise UserError(
+                f"tokenizer model is {type(model).__name__}, not a BPE with {bpe.END_OF_WORD!r} word ends",
+                hint="only vocabularies made by clipforge (train_tokenizer, to_json) can be loaded",
+            )
         self._vocab_size, self._sot, self._eot = size, sot, eot
+        self._byte_symbols = bpe.latin1_to_symbols()
+        # Word -> ids memo (module docstring). Only ever added to or replaced whole, so concurrent calls
+        # from several threads are safe under the GIL.
+        self._memo = self._new_memo()
 
     @classmethod
     def from_json(cls, text: str, context_length: int = DEFAULT_CONTEXT_LENGTH, source: str = "<string>") -> Tokenizer:
@@ -80,8 +113,11 @@ class Tokenizer:
         """
         path = Path(path)
         if not path.is_file():
-            raise UserError(f"{path}: tokenizer file not found", hint="a checkpoint whose tokenizer kind is "
-                            "'file' keeps its trained vocabulary as tokenizer.json beside config.json")
+            raise UserError(
+                f"{path}: tokenizer file not found",
+                hint="a checkpoint whose tokenizer kind is "
+                "'file' keeps its trained vocabulary as tokenizer.json beside config.json",
+            )
         return cls.from_json(path.read_text(encoding="utf-8"), context_length, source=str(path))
 
     @property
@@ -122,13 +158,7 @@ class Tokenizer:
         if isinstance(texts, str):
             texts = [texts]
         length = self._context_length if context_length is None else _check_context_length(context_length)
-        keep = length - 2  # room for word pieces between start- and end-of-text
-        rows = []
-        for ids in self._encode_many(texts):
-            row = [self._sot, *ids[:keep], self._eot]
-            row.extend([PAD_ID] * (length - len(row)))
-            rows.append(row)
-        return torch.tensor(rows, dtype=torch.long).reshape(len(rows), length)  # (B, L)
+        return _pack(self._encode_many(texts), length, self._sot, self._eot)  # (B, L)
 
     def decode(self, ids: Sequence[int] | torch.Tensor) -> str:
         """Text of one id sequence, without special tokens or padding, pieces joined by word-end spaces.
@@ -158,29 +188,69 @@ class Tokenizer:
         return f"Tokenizer(vocab_size={self._vocab_size}, context_length={self._context_length})"
 
     def _encode_many(self, texts: list[str]) -> list[list[int]]:
-        cleaned = [clean_text(t) for t in texts]
-        special = {i: t for i, t in enumerate(cleaned) if "<|" in t and _SPECIAL_IN_TEXT.search(t)}
-        batch = [("" if i in special else t) for i, t in enumerate(cleaned)] if special else cleaned
-        ids = [e.ids for e in self._backend.encode_batch_fast(batch, add_special_tokens=False)]
-        for i, text in special.items():
-            # Each word is split again by the backend's own pattern, which leaves it whole; a word that
-            # is exactly a special token's text becomes that token.
-            words = _WORDS.findall(text)
-            ids[i] = self._backend.encode(words, is_pretokenized=True, add_special_tokens=False).ids
-        return ids
+        memo = self._memo
+        out = []
+        for text in texts:
+            if len(memo) > _MAX_MEMO_WORDS:
+                memo = self._memo = self._new_memo()
+            ids: list[int] = []
+            for word in split_words(text):
+                pieces = memo.get(word)
+                if pieces is None:
+                    pieces = memo[word] = self._word_ids(word)
+                ids += pieces
+            out.append(ids)
+        return out
+
+    def _word_ids(self, word: str) -> list[int]:
+        # The BPE merges run in `tokenizers`' model on the word's byte symbols; it appends "</w>".
+        symbols = word.encode("utf-8").decode("latin-1").translate(self._byte_symbols)
+        return [token.id for token in self._backend.model.tokenize(symbols)]
+
+    def _new_memo(self) -> dict[str, list[int]]:
+        # A word that is exactly a special token's text is that token, as in OpenAI's tokenizer (only
+        # where its word pattern cuts it out: "<<|endoftext|>" is punctuation and letters).
+        return {bpe.SOT: [self._sot], bpe.EOT: [self._eot]}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_memo"] = None  # rebuilt on load; no need to ship it to data-loader workers
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._memo = self._new_memo()
+
+
+def _pack(rows: list[list[int]], length: int, sot: int, eot: int) -> torch.Tensor:
+    """[sot, ids..., eot, 0, ...] rows of ``length``; long rows keep their first length - 2 ids."""
+    batch = len(rows)
+    out = np.zeros((batch, length), dtype=np.int64)
+    out[:, 0] = sot
+    kept = np.minimum(np.fromiter((len(r) for r in rows), dtype=np.int64, count=batch), length - 2)  # (B,)
+    total = int(kept.sum())
+    if total:
+        flat = np.fromiter((i for r in rows for i in r[: length - 2]), dtype=np.int64, count=total)  # (N,)
+        row_of = np.repeat(np.arange(batch), kept)  # (N,)
+        starts = np.cumsum(kept) - kept  # (B,) offset of each row in flat
+        out[row_of, np.arange(total) - starts[row_of] + 1] = flat
+    out[np.arange(batch), kept + 1] = eot
+    return torch.from_numpy(out)  # (B, L)
 
 
 def _check_context_length(length: int) -> int:
     if not isinstance(length, int) or length < 2:
-        raise UserError(f"tokenizer context_length must be an integer >= 2, got {length!r}",
-                        hint="it must hold at least start- and end-of-text")
+        raise UserError(
+            f"tokenizer context_length must be an integer >= 2, got {length!r}",
+            hint="it must hold at least start- and end-of-text",
+        )
     return length
 
 
 @functools.lru_cache(maxsize=1)
 def _openai_backend_json() -> str:
-    # Built once per process from the bundled merge list (about a second); an immutable string is
-    # cached, not the backend object, so no Tokenizer can affect another through shared state.
+    # Built once per process from the bundled merge list (~0.15 s; from_str on the result ~0.07 s). An
+    # immutable string is cached, not the backend object, so no Tokenizer can affect another.
     path = resources.files("clipforge.text") / "data" / OPENAI_VOCAB_FILE
     with resources.as_file(path) as local:
         return bpe.make_backend(bpe.read_openai_merges(local)).to_str()
@@ -230,7 +300,9 @@ def train_tokenizer(
     """Learn a smaller BPE vocabulary from captions, cleaned and split into words exactly like OpenAI's.
 
     The layout matches OpenAI's (512 byte symbols, merges, then start- and end-of-text as the two highest
-    ids), so any text can be encoded. Save it with ``to_json()`` as the checkpoint's tokenizer.json.
+    ids), so any text can be encoded. The merges depend on the corpus alone (ties between equally frequent
+    pairs are broken by the pair, clipforge.text.bpe_train), so the same corpus gives the same vocabulary
+    in every run. Save it with ``to_json()`` as the checkpoint's tokenizer.json.
 
     Args:
         texts: the caption corpus (iterated once).
@@ -242,6 +314,13 @@ def train_tokenizer(
     """
     fixed = bpe.BASE_SYMBOLS + bpe.NUM_SPECIAL
     if vocab_size <= fixed:
-        raise UserError(f"vocab_size {vocab_size} is too small", hint=f"use more than {fixed} (512 byte symbols + 2 special)")
-    merges = bpe.train_merges((clean_text(t) for t in texts), vocab_size - fixed, min_frequency, show_progress)
+        raise UserError(
+            f"vocab_size {vocab_size} is too small", hint=f"use more than {fixed} (512 byte symbols + 2 special)"
+        )
+    counts: Counter[str] = Counter()
+    for text in texts:
+        counts.update(split_words(text))
+    for special in (bpe.SOT, bpe.EOT):  # literal special-token words are those tokens, not merge material
+        counts.pop(special, None)
+    merges = bpe.train_merges(counts, vocab_size - fixed, min_frequency, show_progress)
     return Tokenizer(bpe.make_backend(merges), context_length)
