@@ -47,7 +47,7 @@ _CONFIGS: dict[str, CLIPConfig] = {
     ),
     "tiny-resnet": CLIPConfig(
         embed_dim=128,
-        vision=VisionConfig("resnet", 64, resnet_layers=(1, 1, 1, 1), width=16),
+        vision=VisionConfig("resnet", 64, resnet_layers=(1, 1, 1, 1), width=32),
         text=TextConfig(context_length=32, width=128, heads=4, layers=4),
     ),
     "test-vit": CLIPConfig(
