@@ -58,3 +58,12 @@ def test_resnet_is_counted():
 def test_peak_is_unknown_on_cpu_unless_given():
     assert peak_flops(torch.device("cpu"), "fp32") is None
     assert peak_flops(torch.device("cpu"), "fp32", override=1e12) == 1e12
+
+
+def test_resnet_flops_at_one_by_one_final_feature_map():
+    # 32 px ResNets end on a 1x1 map, where a train-mode BatchNorm rejects a single-image probe.
+    import dataclasses
+
+    cfg = get_config("tiny-resnet")
+    cfg = dataclasses.replace(cfg, vision=dataclasses.replace(cfg.vision, image_size=32))
+    assert flops_per_sample(cfg) > 0

@@ -58,7 +58,8 @@ def _counted_flops(cfg: CLIPConfig) -> float:
     from clipforge.model.clip import CLIP
 
     with torch.device("meta"):
-        model = CLIP(cfg)
+        # eval(): BatchNorm in train mode refuses a batch of one at a 1x1 feature map; FLOPs are the same.
+        model = CLIP(cfg).eval()
         pixels = torch.empty(1, 3, cfg.vision.image_size, cfg.vision.image_size)
     counter = FlopCounterMode(display=False)
     with counter, torch.no_grad():
