@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from search_helpers import draw, ensure_pipeline_modules, make_checkpoint, make_collection
+from search_helpers import draw, make_checkpoint, make_collection
 
 from clipforge.errors import UserError
 from clipforge.index.embed import embed_collection
@@ -23,7 +23,6 @@ from clipforge.index.sources import open_collection, read_bytes
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    ensure_pipeline_modules()
     return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "ckpt")
 
 
@@ -169,14 +168,10 @@ def test_paths_never_escape_root(tmp_path):
 def test_torchrun_two_processes(tmp_path, ckpt):
     """Two real ranks under torchrun (gloo): disjoint work, one merged directory equal to a single run."""
     col = make_collection(tmp_path / "col", 6)
-    tests = Path(__file__).parent
     script = tmp_path / "entry.py"
     script.write_text(
         "import sys, torch\n"
-        f"sys.path.insert(0, {str(tests)!r})\n"
         "torch.set_num_threads(1)\n"
-        "from search_helpers import ensure_pipeline_modules\n"
-        "ensure_pipeline_modules()\n"
         "from clipforge.cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
