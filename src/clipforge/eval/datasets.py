@@ -15,6 +15,7 @@ Sources (``DatasetConfig.kind``):
 
 from __future__ import annotations
 
+import abc
 import gzip
 import importlib.util
 import json
@@ -68,14 +69,15 @@ class DatasetConfig:
     limit: int | None = None
 
 
-class ImageSet:
+class ImageSet(abc.ABC):
     """A sequence of images loaded on demand: ``len(s)``, ``s.load(i) -> PIL.Image`` (or any preprocess input)."""
 
-    def __len__(self) -> int:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def __len__(self) -> int: ...
 
+    @abc.abstractmethod
     def load(self, index: int) -> Any:
-        raise NotImplementedError
+        """The image at ``index`` (0 <= index < len(self))."""
 
 
 class ListImages(ImageSet):
