@@ -142,6 +142,12 @@ def test_tables_and_shards(tmp_path, pipeline, ckpt):
         assert [it.path for it in c.items] == rels and c.items[0].caption in ("caption 0", "c0")
     with pytest.raises(UserError, match="no column"):
         open_collection(col / "pairs.csv", image_column="img")
+    # Captions are read as training reads them: a JSON list in a CSV cell, one caption per sidecar line.
+    (col / "lists.csv").write_text("image,caption\n" + "".join(f'{r},"[""first {i}"", ""second""]"\n'
+                                                               for i, r in enumerate(rels)))
+    assert open_collection(col / "lists.csv").items[1].caption == "first 1"
+    (col / Path(rels[0]).with_suffix(".txt")).write_text("line one\nline two\n")
+    assert open_collection(col).items[0].caption == "line one"
     shard = tmp_path / "shards" / "shard-000000.tar"
     shard.parent.mkdir()
     with tarfile.open(shard, "w") as tar:

@@ -101,7 +101,7 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
     raise UserError(f"{path}: unknown table format", hint=f"use one of {', '.join(TABLE_EXTENSIONS)}")
 
 
-def _cell_captions(cell: Any) -> tuple[str, ...]:
+def cell_captions(cell: Any) -> tuple[str, ...]:
     """A caption cell: a string, a list of strings, or (in CSV/TSV) a JSON list written as text."""
     if cell is None:
         return ()
@@ -152,7 +152,7 @@ def read_table(path: str | Path, image_column: str = "image", caption_column: st
     for row in rows:
         ref = str(row.get(img_col) or "")
         images.append(str(base / ref) if ref else "")
-        captions.append(_cell_captions(row.get(cap_col)))
+        captions.append(cell_captions(row.get(cap_col)))
     return PairTable(tuple(images), tuple(captions), str(path))
 
 
