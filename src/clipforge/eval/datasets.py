@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from clipforge.data.pairs import IMAGE_EXTENSIONS
 from clipforge.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -44,7 +45,6 @@ ANIMAL_MNIST_HINT = "install it with 'pip install --no-deps animal-mnist==0.4' (
 ANIMAL_MNIST_CLASSES = ("Bear", "Bird", "Cat", "Cow", "Dog", "Elephant", "Giraffe", "Horse", "Sheep", "Zebra")
 # animal-mnist ships one 10k set; every 5th image (200 per class, labels come in blocks of 1000) is our test split.
 ANIMAL_MNIST_TEST_EVERY = 5
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
 class SourceMissing(UserError):
@@ -244,7 +244,7 @@ def _folder_classes(root: Path) -> ClassificationData:
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         classnames.append(folder.name)
         for f in sorted(folder.rglob("*")):
-            if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file():
+            if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file():
                 paths.append(f)
                 labels.append(len(classnames) - 1)
     if not classnames or not paths:
