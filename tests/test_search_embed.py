@@ -154,7 +154,7 @@ def test_tables_and_shards(tmp_path, pipeline, ckpt):
         for i, r in enumerate(rels):
             tar.add(col / r, arcname=f"{i:04d}.png")
             txt = tmp_path / f"{i}.txt"
-            txt.write_text(f"shard caption {i}")
+            txt.write_text(f"shard caption {i}\nanother caption\n")
             tar.add(txt, arcname=f"{i:04d}.txt")
     c = open_collection(shard.parent)
     assert c.kind == "shards" and len(c.items) == 4 and c.items[1].caption == "shard caption 1"

@@ -83,7 +83,8 @@ def _tar_items(tar_path: Path, rel: str) -> list[Item]:
             for m in members:
                 if m.name.endswith(".txt"):
                     fh = tar.extractfile(m)
-                    texts[m.name[: -len(".txt")]] = fh.read().decode("utf-8", "replace").strip() if fh else ""
+                    lines = split_caption_text(fh.read().decode("utf-8", "replace")) if fh else ()
+                    texts[m.name[: -len(".txt")]] = lines[0] if lines else ""
     except (tarfile.TarError, OSError) as exc:
         raise UserError(f"{tar_path}: unreadable tar shard ({exc})") from exc
     items = []
