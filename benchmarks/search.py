@@ -85,7 +85,7 @@ def main() -> int:
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT / "tests"))
-    from search_helpers import ensure_pipeline_modules, make_checkpoint, serve_in_thread
+    from search_helpers import make_checkpoint, serve_in_thread
 
     from clipforge.index.build import Embeddings, build_store
     from clipforge.index.manifest import checkpoint_fingerprint
@@ -93,7 +93,6 @@ def main() -> int:
     from clipforge.index.store import exact_neighbours, recall_at_k, recall_queries
     from clipforge.serve.app import create_app
 
-    ensure_pipeline_modules()  # no-op once the data and tokenizer modules are present
     tmp = Path(tempfile.mkdtemp(prefix="clipforge-bench-"))
     ckpt = make_checkpoint(tmp / "ckpt", embed_dim=args.dim)
     t0 = time.perf_counter()

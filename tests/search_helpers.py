@@ -1,16 +1,7 @@
-"""Shared fixtures for the search/serve tests: a tiny random checkpoint and a small image collection.
-
-Until the data and tokenizer modules exist on this branch, ``ensure_pipeline_modules`` installs minimal
-test-only stand-ins for ``clipforge.data.transforms`` and ``clipforge.text.tokenizer`` so that
-``clipforge.load`` works on the tiny checkpoint; the real modules are used whenever they import.
-"""
+"""Shared fixtures for the search/serve tests: a tiny random checkpoint and a small image collection."""
 
 from __future__ import annotations
 
-import importlib
-import io
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -18,76 +9,6 @@ from PIL import Image, ImageDraw
 
 COLORS = [(220, 40, 40), (40, 160, 60), (40, 80, 220), (240, 200, 30), (150, 60, 200), (30, 200, 200)]
 SHAPES = ["circle", "square", "triangle"]
-
-
-def _stand_in_transforms() -> types.ModuleType:
-    import torch
-
-    from clipforge.errors import UserError
-
-    mod = types.ModuleType("clipforge.data.transforms")
-
-    class BadImageError(UserError):
-        pass
-
-    def load_image(src, name):
-        try:
-            image = Image.open(io.BytesIO(src) if isinstance(src, bytes) else src)
-            image.load()
-        except Exception as exc:
-            raise BadImageError(f"{name}: not a readable image ({exc})") from exc
-        return image.convert("RGB")
-
-    def eval_transform(cfg):
-        mean = torch.tensor(cfg.mean).view(3, 1, 1)
-        std = torch.tensor(cfg.std).view(3, 1, 1)
-
-        def preprocess(image):
-            image = image.convert("RGB").resize((cfg.image_size, cfg.image_size), Image.BICUBIC)
-            x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
-            return (x - mean) / std
-
-        return preprocess
-
-    mod.BadImageError, mod.load_image, mod.eval_transform = BadImageError, load_image, eval_transform
-    return mod
-
-
-def _stand_in_tokenizer() -> types.ModuleType:
-    import zlib
-
-    import torch
-
-    mod = types.ModuleType("clipforge.text.tokenizer")
-
-    def build_tokenizer(cfg, ckpt_dir=None):
-        eot = cfg.vocab_size - 1
-
-        def tokenize(texts):
-            out = torch.zeros(len(texts), cfg.context_length, dtype=torch.long)
-            for row, text in enumerate(texts):
-                words = [1 + zlib.crc32(w.encode()) % (eot - 2) for w in text.lower().split()]
-                ids = [eot - 1, *words[: cfg.context_length - 2], eot]
-                out[row, : len(ids)] = torch.tensor(ids)
-            return out
-
-        return tokenize
-
-    mod.build_tokenizer = build_tokenizer
-    return mod
-
-
-def ensure_pipeline_modules() -> None:
-    """Install test-only stand-ins for the data/tokenizer modules when the real ones are not merged yet."""
-    for name, factory in (("clipforge.data.transforms", _stand_in_transforms),
-                          ("clipforge.text.tokenizer", _stand_in_tokenizer)):
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError:
-            module = factory()
-            sys.modules[name] = module
-            parent, _, child = name.rpartition(".")
-            setattr(importlib.import_module(parent), child, module)
 
 
 def make_checkpoint(out_dir: Path, seed: int = 0, embed_dim: int | None = None) -> Path:
@@ -150,7 +71,6 @@ def build_demo(tmp: Path, n: int = 12, bad: int = 1) -> dict[str, Path]:
     """Checkpoint, collection, embeddings and exact index under ``tmp`` (through the CLI, as a user would)."""
     from clipforge.cli import main
 
-    ensure_pipeline_modules()
     paths = {"ckpt": make_checkpoint(tmp / "ckpt"), "col": make_collection(tmp / "col", n, bad=bad),
              "emb": tmp / "emb", "idx": tmp / "idx"}
     assert main(["embed", str(paths["ckpt"]), str(paths["col"]), "--out", str(paths["emb"]), "--workers", "0"]) == 0

@@ -136,8 +136,6 @@ def test_pretrained_from_manual_folder_and_hub_cache(tmp_path):
 
 
 def test_load_pipeline_on_converted_checkpoint(tmp_path):
-    pytest.importorskip("clipforge.text.tokenizer")
-    pytest.importorskip("clipforge.data.transforms")
     import clipforge
 
     torch.save(openai_state(get_config("test-vit")), tmp_path / "w.pt")

@@ -114,3 +114,11 @@ def _jpeg(fmt: str = "JPEG") -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (4, 4), (9, 9, 9)).save(buf, fmt)
     return buf.getvalue()
+
+
+@pytest.mark.parametrize("name, data", [("bad.parquet", b"not parquet at all"), ("bad.csv", b"image,caption\n\xff\xfe,x\n"),
+                                        ("bad.jsonl", b'{"image": "\xff"}\n')])
+def test_unreadable_table_is_a_user_error(tmp_path, name, data):
+    (tmp_path / name).write_bytes(data)
+    with pytest.raises(UserError, match=name):
+        read_rows(tmp_path / name)

@@ -9,7 +9,7 @@ import json
 import pytest
 import torch
 
-from clipforge.checkpoint import load_state_into, read_config, save_checkpoint
+from clipforge.checkpoint import load_pipeline, load_state_into, read_config, save_checkpoint
 from clipforge.errors import UserError
 from clipforge.model.clip import CLIP, CLIPOutput
 from clipforge.model.config import CLIPConfig
@@ -169,11 +169,12 @@ def test_checkpoint_round_trip_and_load_errors(tmp_path):
         load_state_into(CLIP(cfg), {**state, "text.proj": torch.zeros(3, 3)}, "ckpt")
     with pytest.raises(UserError, match="not a clipforge checkpoint"):
         read_config(tmp_path)
+    (tmp_path / "ckpt" / "model.safetensors").unlink()
+    with pytest.raises(UserError, match="model.safetensors is missing"):
+        load_pipeline(tmp_path / "ckpt")
 
 
 def test_load_pipeline(tmp_path):
-    pytest.importorskip("clipforge.text.tokenizer")
-    pytest.importorskip("clipforge.data.transforms")
     import clipforge
 
     cfg = get_config("test-vit")

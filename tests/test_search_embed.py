@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from search_helpers import draw, ensure_pipeline_modules, make_checkpoint, make_collection
+from search_helpers import draw, make_checkpoint, make_collection
 
 from clipforge.errors import UserError
 from clipforge.index.embed import embed_collection
@@ -23,7 +23,6 @@ from clipforge.index.sources import open_collection, read_bytes
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    ensure_pipeline_modules()
     return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "ckpt")
 
 
@@ -143,13 +142,19 @@ def test_tables_and_shards(tmp_path, pipeline, ckpt):
         assert [it.path for it in c.items] == rels and c.items[0].caption in ("caption 0", "c0")
     with pytest.raises(UserError, match="no column"):
         open_collection(col / "pairs.csv", image_column="img")
+    # Captions are read as training reads them: a JSON list in a CSV cell, one caption per sidecar line.
+    (col / "lists.csv").write_text("image,caption\n" + "".join(f'{r},"[""first {i}"", ""second""]"\n'
+                                                               for i, r in enumerate(rels)))
+    assert open_collection(col / "lists.csv").items[1].caption == "first 1"
+    (col / Path(rels[0]).with_suffix(".txt")).write_text("line one\nline two\n")
+    assert open_collection(col).items[0].caption == "line one"
     shard = tmp_path / "shards" / "shard-000000.tar"
     shard.parent.mkdir()
     with tarfile.open(shard, "w") as tar:
         for i, r in enumerate(rels):
             tar.add(col / r, arcname=f"{i:04d}.png")
             txt = tmp_path / f"{i}.txt"
-            txt.write_text(f"shard caption {i}")
+            txt.write_text(f"shard caption {i}\nanother caption\n")
             tar.add(txt, arcname=f"{i:04d}.txt")
     c = open_collection(shard.parent)
     assert c.kind == "shards" and len(c.items) == 4 and c.items[1].caption == "shard caption 1"
@@ -169,14 +174,10 @@ def test_paths_never_escape_root(tmp_path):
 def test_torchrun_two_processes(tmp_path, ckpt):
     """Two real ranks under torchrun (gloo): disjoint work, one merged directory equal to a single run."""
     col = make_collection(tmp_path / "col", 6)
-    tests = Path(__file__).parent
     script = tmp_path / "entry.py"
     script.write_text(
         "import sys, torch\n"
-        f"sys.path.insert(0, {str(tests)!r})\n"
         "torch.set_num_threads(1)\n"
-        "from search_helpers import ensure_pipeline_modules\n"
-        "ensure_pipeline_modules()\n"
         "from clipforge.cli import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )

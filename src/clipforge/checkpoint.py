@@ -87,8 +87,11 @@ def load_pipeline(path: str | Path, device: str | torch.device = "cpu", dtype: t
 
         ckpt = resolve_pretrained(str(path))
     config = read_config(ckpt)
+    weights = ckpt / WEIGHTS_FILE
+    if not weights.is_file():
+        raise UserError(f"{ckpt}: {WEIGHTS_FILE} is missing", hint="the checkpoint is incomplete; save or convert it again")
     model = CLIP(config.model)
-    load_state_into(model, load_file(str(ckpt / WEIGHTS_FILE)), str(ckpt / WEIGHTS_FILE))
+    load_state_into(model, load_file(str(weights)), str(weights))
     model = model.to(device=device, dtype=dtype).eval()
     tokenizer = build_tokenizer(config.tokenizer, ckpt)
     return Pipeline(model=model, tokenizer=tokenizer, preprocess=eval_transform(config.preprocess), config=config)

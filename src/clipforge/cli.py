@@ -39,12 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for verb, summary in VERBS.items():
-        try:
-            module = importlib.import_module(f"clipforge.commands.{verb}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"clipforge.commands.{verb}":
-                raise
-            continue
+        module = importlib.import_module(f"clipforge.commands.{verb}")
         verb_parser = sub.add_parser(
             verb,
             help=summary,

@@ -28,39 +28,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
-    import torch
+    import torch.distributed as dist
     from rich.console import Console
 
+    from clipforge.dist.env import destroy_distributed, init_distributed
     from clipforge.index.embed import embed_collection
     from clipforge.index.manifest import checkpoint_fingerprint
     from clipforge.index.sources import open_collection
     from clipforge.pipeline import load
 
-    # torchrun sets these; a plain run is rank 0 of 1.
-    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = args.device or (f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    barrier = None
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.init_process_group("gloo")
-        barrier = dist.barrier
+    # Under torchrun this joins the process group (RANK/WORLD_SIZE/LOCAL_RANK); a plain run is rank 0 of 1.
+    world = init_distributed(None if args.device is None else args.device.partition(":")[0])
+    # A single process honours an explicit "cuda:N"; under torchrun each rank uses its LOCAL_RANK device.
+    device = args.device if args.device and not world.distributed else world.device
+    rank = world.rank
     try:
         collection = open_collection(args.src, args.image_column, args.caption_column)
         pipeline = load(args.checkpoint, device=device)
         result = embed_collection(
             pipeline, collection, args.out, fingerprint=checkpoint_fingerprint(args.checkpoint), rank=rank,
-            world=world, batch_size=args.batch_size, workers=args.workers, dtype=args.dtype, device=device,
-            barrier=barrier,
+            world=world.world_size, batch_size=args.batch_size, workers=args.workers, dtype=args.dtype,
+            device=device, barrier=dist.barrier if world.distributed else None,
         )
     finally:
-        if world > 1:
-            import torch.distributed as dist
-
-            dist.destroy_process_group()
+        if world.distributed:
+            destroy_distributed()
     if rank == 0 and result.manifest is not None:
         m = result.manifest
         skipped = ", ".join(f"{v} {k}" for k, v in sorted(result.skipped.items())) or "none"

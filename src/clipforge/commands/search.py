@@ -42,12 +42,12 @@ def run(args: argparse.Namespace) -> int:
     searcher = Searcher.open(args.index, device=args.device)
     image = None
     if args.image:
-        from clipforge.index.embed import decode_image
+        from clipforge.data.transforms import load_image
 
         path = Path(args.image)
         if not path.is_file():
             raise UserError(f"{path}: no such image file")
-        image = decode_image(path.read_bytes(), str(path))
+        image = load_image(path.read_bytes(), str(path))
     if args.text is not None:
         rows = [h.to_json() for h in searcher.text_to_image(args.text, args.k)]
     elif args.labels:

@@ -8,6 +8,7 @@ apart, and every error can name the foreign keys the user actually has in their 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -194,6 +195,26 @@ def build_model(imported: Imported) -> CLIP:
     model = model.to_empty(device="cpu")
     model.load_state_dict(imported.state, strict=True)
     return model.eval()
+
+
+def read_json_object(path: str | Path, what: str = "JSON") -> dict:
+    """A JSON file that must hold one object (a foreign model config).
+
+    Args:
+        path: the file.
+        what: how to name the file in errors, e.g. "the OpenCLIP model config".
+
+    Raises:
+        UserError: the file is unreadable, not JSON, or not a JSON object.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: cannot read {what}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a JSON object")
+    return data
 
 
 def read_state_file(path: str | Path) -> dict[str, torch.Tensor]:

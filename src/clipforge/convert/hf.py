@@ -23,6 +23,7 @@ from clipforge.convert.common import (
     export_state,
     import_state,
     pipeline_config,
+    read_json_object,
     read_state_file,
 )
 from clipforge.data.config import OPENAI_MEAN, OPENAI_STD
@@ -197,16 +198,6 @@ def config_to_hf(cfg: CLIPConfig) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: cannot read JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a JSON object")
-    return data
-
-
 def _weights_file(folder: Path) -> Path:
     for name in HF_WEIGHT_FILES:
         if (folder / name).is_file():
@@ -233,11 +224,11 @@ def import_hf(src: str | Path, config: CLIPConfig | str | Path | None = None) ->
         cfg_path = Path(config) if config is not None else folder / HF_CONFIG_FILE
         if not cfg_path.is_file():
             raise UserError(f"{cfg_path}: no such file", hint="an HF CLIPModel folder holds config.json")
-        cfg = config_from_hf(_read_json(cfg_path), str(cfg_path))
+        cfg = config_from_hf(read_json_object(cfg_path), str(cfg_path))
     state = import_state(read_state_file(weights), hf_rules(cfg), cfg, str(weights), ignore=HF_CONSTANTS)
     mean, std = OPENAI_MEAN, OPENAI_STD
     if (folder / HF_PREPROCESSOR_FILE).is_file():
-        prep = _read_json(folder / HF_PREPROCESSOR_FILE)
+        prep = read_json_object(folder / HF_PREPROCESSOR_FILE)
         mean, std = tuple(prep.get("image_mean", mean)), tuple(prep.get("image_std", std))
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     return Imported(state, pipeline_config(cfg, mean=mean, std=std))  # type: ignore[arg-type]

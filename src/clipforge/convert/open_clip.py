@@ -13,11 +13,17 @@ never imported approximately.
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from clipforge.convert.common import Imported, config_errors, import_state, pipeline_config, read_state_file
+from clipforge.convert.common import (
+    Imported,
+    config_errors,
+    import_state,
+    pipeline_config,
+    read_json_object,
+    read_state_file,
+)
 from clipforge.convert.openai import OPENAI_CONSTANTS, openai_rules
 from clipforge.errors import UserError
 from clipforge.model.config import CLIPConfig, TextConfig, VisionConfig
@@ -146,14 +152,7 @@ def _preprocess(prep: dict[str, Any], source: str) -> dict[str, Any]:
 
 def read_open_clip_config(path: str | Path) -> OpenCLIPSpec:
     """Read and map an OpenCLIP model-config JSON file."""
-    path = Path(path)
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: cannot read the OpenCLIP model config: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise UserError(f"{path}: expected a JSON object")
-    return config_from_open_clip(raw, str(path))
+    return config_from_open_clip(read_json_object(path, "the OpenCLIP model config"), str(path))
 
 
 def import_open_clip(src: str | Path, config: CLIPConfig | str | Path | None) -> Imported:

@@ -71,27 +71,37 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
     if not path.exists():
         raise UserError(f"{path}: table not found")
     if suffix == ".parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        return pq.read_table(path).to_pylist()
+        try:
+            return pq.read_table(path).to_pylist()
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise UserError(f"{path}: cannot read Parquet table ({exc})") from exc
     if suffix == ".jsonl":
         rows = []
-        with path.open(encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise UserError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from exc
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{path}: not UTF-8 text ({exc})", hint="save the table as UTF-8") from exc
+        for lineno, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{path}:{lineno}: invalid JSON ({exc.msg})") from exc
         return rows
     if suffix in (".csv", ".tsv"):
-        with path.open(encoding="utf-8", newline="") as f:
-            return list(csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ","))
+        try:
+            with path.open(encoding="utf-8", newline="") as f:
+                return list(csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ","))
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise UserError(f"{path}: cannot read table ({exc})", hint="save it as UTF-8 CSV/TSV") from exc
     raise UserError(f"{path}: unknown table format", hint=f"use one of {', '.join(TABLE_EXTENSIONS)}")
 
 
-def _cell_captions(cell: Any) -> tuple[str, ...]:
+def cell_captions(cell: Any) -> tuple[str, ...]:
     """A caption cell: a string, a list of strings, or (in CSV/TSV) a JSON list written as text."""
     if cell is None:
         return ()
@@ -142,7 +152,7 @@ def read_table(path: str | Path, image_column: str = "image", caption_column: st
     for row in rows:
         ref = str(row.get(img_col) or "")
         images.append(str(base / ref) if ref else "")
-        captions.append(_cell_captions(row.get(cap_col)))
+        captions.append(cell_captions(row.get(cap_col)))
     return PairTable(tuple(images), tuple(captions), str(path))
 
 

@@ -15,6 +15,7 @@ Sources (``DatasetConfig.kind``):
 
 from __future__ import annotations
 
+import abc
 import gzip
 import importlib.util
 import json
@@ -28,6 +29,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from clipforge.data.pairs import IMAGE_EXTENSIONS
 from clipforge.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -43,7 +45,6 @@ ANIMAL_MNIST_HINT = "install it with 'pip install --no-deps animal-mnist==0.4' (
 ANIMAL_MNIST_CLASSES = ("Bear", "Bird", "Cat", "Cow", "Dog", "Elephant", "Giraffe", "Horse", "Sheep", "Zebra")
 # animal-mnist ships one 10k set; every 5th image (200 per class, labels come in blocks of 1000) is our test split.
 ANIMAL_MNIST_TEST_EVERY = 5
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
 class SourceMissing(UserError):
@@ -68,14 +69,15 @@ class DatasetConfig:
     limit: int | None = None
 
 
-class ImageSet:
+class ImageSet(abc.ABC):
     """A sequence of images loaded on demand: ``len(s)``, ``s.load(i) -> PIL.Image`` (or any preprocess input)."""
 
-    def __len__(self) -> int:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def __len__(self) -> int: ...
 
+    @abc.abstractmethod
     def load(self, index: int) -> Any:
-        raise NotImplementedError
+        """The image at ``index`` (0 <= index < len(self))."""
 
 
 class ListImages(ImageSet):
@@ -242,7 +244,7 @@ def _folder_classes(root: Path) -> ClassificationData:
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         classnames.append(folder.name)
         for f in sorted(folder.rglob("*")):
-            if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file():
+            if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file():
                 paths.append(f)
                 labels.append(len(classnames) - 1)
     if not classnames or not paths:

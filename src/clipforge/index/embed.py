@@ -23,6 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from clipforge.data.transforms import load_image
 from clipforge.errors import UserError
 from clipforge.index.manifest import PARTS_DIR, EmbedManifest, content_hash
 from clipforge.index.parts import done_hashes, merge, write_part
@@ -46,13 +47,6 @@ class EmbedResult:
     manifest: EmbedManifest | None = None
 
 
-def decode_image(data: bytes, name: str) -> Any:
-    """Decode image bytes into an RGB PIL image with the project's loader (raises a UserError on bad files)."""
-    from clipforge.data.transforms import load_image
-
-    return load_image(data, name)
-
-
 class _ItemDataset(torch.utils.data.Dataset):
     """Reads, hashes, decodes and preprocesses one item; runs inside DataLoader workers."""
 
@@ -72,7 +66,7 @@ class _ItemDataset(torch.utils.data.Dataset):
         if self.done.get(item.path) == digest:
             return {"item": item, "status": "done"}
         try:
-            image = decode_image(data, item.path)
+            image = load_image(data, item.path)
             pixels = self.preprocess(image)
         except UserError as exc:
             return {"item": item, "status": "corrupt", "error": str(exc)}

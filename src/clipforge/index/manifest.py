@@ -35,11 +35,20 @@ def checkpoint_fingerprint(ckpt_dir: str | Path) -> dict[str, str]:
     checkpoints with the same architecture but different preprocessing get different hashes.
     """
     from clipforge.checkpoint import read_config
+
+    return {"path": str(Path(ckpt_dir).resolve()), "config_sha256": config_sha256(read_config(ckpt_dir))}
+
+
+def config_sha256(config: Any) -> str:
+    """Hex SHA-256 of a config's canonical JSON (sorted keys, no spaces): equal configs, equal hashes.
+
+    Args:
+        config: a frozen config dataclass, e.g. a ``PipelineConfig``.
+    """
     from clipforge.utils.configs import to_dict
 
-    config = read_config(ckpt_dir)
     canonical = json.dumps(to_dict(config), sort_keys=True, separators=(",", ":"))
-    return {"path": str(Path(ckpt_dir).resolve()), "config_sha256": hashlib.sha256(canonical.encode()).hexdigest()}
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def content_hash(data: bytes) -> str:

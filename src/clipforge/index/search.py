@@ -57,13 +57,9 @@ class LabelScore:
 
 def check_pipeline(pipeline: Pipeline, checkpoint: dict[str, str]) -> None:
     """Refuse a pipeline whose config differs from the one that made the index's vectors."""
-    import hashlib
-    import json
+    from clipforge.index.manifest import config_sha256
 
-    from clipforge.utils.configs import to_dict
-
-    canonical = json.dumps(to_dict(pipeline.config), sort_keys=True, separators=(",", ":"))
-    if hashlib.sha256(canonical.encode()).hexdigest() != checkpoint.get("config_sha256"):
+    if config_sha256(pipeline.config) != checkpoint.get("config_sha256"):
         raise UserError(
             f"the model given does not match the one that built this index ({checkpoint.get('path')})",
             hint="query with the checkpoint recorded in index.json",

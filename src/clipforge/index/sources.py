@@ -15,9 +15,9 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from clipforge.data.pairs import IMAGE_EXTENSIONS, cell_captions, split_caption_text
 from clipforge.errors import UserError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 TABLE_EXTENSIONS = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 TAR_SEP = "#"
 
@@ -68,8 +68,9 @@ def open_collection(src: str | Path, image_column: str = "image", caption_column
     items = []
     for p in images:
         sidecar = p.with_suffix(".txt")
-        caption = sidecar.read_text(encoding="utf-8", errors="replace").strip() if sidecar.is_file() else None
-        items.append(Item(p.relative_to(root).as_posix(), caption or None))
+        # One caption per line, as training reads sidecars; the first one describes the image.
+        lines = split_caption_text(sidecar.read_text(encoding="utf-8", errors="replace")) if sidecar.is_file() else ()
+        items.append(Item(p.relative_to(root).as_posix(), lines[0] if lines else None))
     return Collection(root, "folder", items)
 
 
@@ -82,7 +83,8 @@ def _tar_items(tar_path: Path, rel: str) -> list[Item]:
             for m in members:
                 if m.name.endswith(".txt"):
                     fh = tar.extractfile(m)
-                    texts[m.name[: -len(".txt")]] = fh.read().decode("utf-8", "replace").strip() if fh else ""
+                    lines = split_caption_text(fh.read().decode("utf-8", "replace")) if fh else ()
+                    texts[m.name[: -len(".txt")]] = lines[0] if lines else ""
     except (tarfile.TarError, OSError) as exc:
         raise UserError(f"{tar_path}: unreadable tar shard ({exc})") from exc
     items = []
@@ -122,11 +124,9 @@ def _table_collection(path: Path, image_column: str, caption_column: str) -> Col
     for i, image in enumerate(images):
         if not image:
             continue
-        caption = captions[i] if captions else None
-        if isinstance(caption, list):  # a cell may hold several captions: the first one describes the image
-            caption = caption[0] if caption else None
-        caption = str(caption).strip() if caption is not None else ""
-        rows.append(((base / str(image)).resolve(), caption or None))
+        # A cell may hold several captions (a list, or a JSON list in CSV): the first one describes the image.
+        cell = cell_captions(captions[i]) if captions else ()
+        rows.append(((base / str(image)).resolve(), cell[0] if cell else None))
     # Absolute image paths may live elsewhere: the root is the deepest folder holding the table and every image.
     root = Path(os.path.commonpath([base, *(p.parent for p, _ in rows)]))
     items = [Item(p.relative_to(root).as_posix(), caption) for p, caption in rows]

@@ -67,7 +67,7 @@ class _ThumbCache:
 
 def _read_upload(upload: UploadFile, limit: int) -> Any:
     """Decode an uploaded image, enforcing the size limit (413) and a readable format (400)."""
-    from clipforge.index.embed import decode_image
+    from clipforge.data.transforms import load_image
 
     data = upload.file.read(limit + 1)
     if len(data) > limit:
@@ -75,7 +75,7 @@ def _read_upload(upload: UploadFile, limit: int) -> Any:
     if not data:
         raise HTTPException(400, "the uploaded file is empty")
     try:
-        return decode_image(data, upload.filename or "upload")
+        return load_image(data, upload.filename or "upload")
     except UserError as exc:
         raise HTTPException(400, f"not an image: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - any decoder failure is the upload's fault
@@ -202,9 +202,9 @@ def _thumbnail(data: bytes, name: str) -> bytes:
     """A JPEG of at most THUMB_SIDE pixels a side (transparent images were flattened by the loader)."""
     from PIL import Image
 
-    from clipforge.index.embed import decode_image
+    from clipforge.data.transforms import load_image
 
-    image = decode_image(data, name)
+    image = load_image(data, name)
     image.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
     image.save(buf, format="JPEG", quality=85)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
+from clipforge.dist.sync import barrier
 from clipforge.errors import UserError
 from clipforge.text.config import TokenizerConfig
 from clipforge.train.config import TrainConfig, resolve_model
@@ -60,8 +61,7 @@ def setup_tokenizer(cfg: TrainConfig, context_length: int, run_dir: Path, world:
         texts = _training_captions(cfg)
         log.info("training a %d-token BPE vocabulary on %d captions", cfg.tokenizer, len(texts))
         atomic_write_text(path, train_tokenizer(texts, cfg.tokenizer, context_length).to_json())
-    if world.distributed:
-        torch.distributed.barrier()
+    barrier(world)
     from clipforge.text.tokenizer import Tokenizer
 
     # A small corpus can yield fewer ids than asked for: the vocabulary's own size is the model's.

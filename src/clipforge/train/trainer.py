@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from clipforge.dist.sync import all_gather_object, all_reduce_mean, barrier
 from clipforge.errors import UserError
 from clipforge.train import checkpoint as ckpt
 from clipforge.train.config import TrainConfig
@@ -73,22 +74,9 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _reduce_mean(value: torch.Tensor, world: World) -> torch.Tensor:
-    if world.distributed:
-        value = value.clone()
-        torch.distributed.all_reduce(value)
-        value /= world.world_size
-    return value
-
-
 def _gather_rng(world: World) -> list[dict[str, Any]]:
     """Every rank's RNG state, in rank order (the checkpoint holds all of them)."""
-    state = capture_rng()
-    if not world.distributed:
-        return [state]
-    states: list[Any] = [None] * world.world_size
-    torch.distributed.all_gather_object(states, state)
-    return states
+    return all_gather_object(capture_rng(), world)
 
 
 class Trainer:
@@ -161,8 +149,7 @@ class Trainer:
         state = self.state()
         if self.world.is_main:
             ckpt.save_train_state(self.run_dir, self.step, state, self.cfg.checkpoint.keep_last)
-        if self.world.distributed:
-            torch.distributed.barrier()
+        barrier(self.world)
 
     def load(self, path: Path) -> None:
         """Restore a state saved by ``save``; the RNG is restored right before the loop starts."""
@@ -258,7 +245,7 @@ class Trainer:
         teacher = self.teacher.get(batch.indices, self.device) if self.teacher is not None else None
         out = forward_backward(train_model, self.loss_fn, pixels, token_ids, accum_freq=cfg.accum_freq,
                                accum_mode=cfg.accum_mode, precision=cfg.precision, teacher=teacher)
-        loss = _reduce_mean(out.loss, self.world)
+        loss = all_reduce_mean(out.loss, self.world)
         max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
         if bool(torch.isfinite(loss)) and bool(torch.isfinite(grad_norm)):
@@ -318,8 +305,7 @@ class Trainer:
             self.model.train()
             reporter.log(self.step, {f"eval.{k}": float(v) for k, v in results.items()})
             reporter.message(f"step {self.step} eval: " + ", ".join(f"{k} {v:.4f}" for k, v in results.items()))
-        if self.world.distributed:
-            torch.distributed.barrier()
+        barrier(self.world)
 
     def _export(self) -> Path:
         from clipforge.checkpoint import save_checkpoint
