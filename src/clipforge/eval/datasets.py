@@ -18,7 +18,6 @@ from __future__ import annotations
 import abc
 import gzip
 import importlib.util
-import json
 import logging
 import pickle
 import struct
@@ -31,6 +30,7 @@ import numpy as np
 
 from clipforge.data.pairs import IMAGE_EXTENSIONS
 from clipforge.errors import UserError
+from clipforge.utils.jsonl import read_json_objects
 
 log = logging.getLogger(__name__)
 
@@ -217,21 +217,11 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     """Rows of an image/captions/label JSONL file; a malformed or imageless row is skipped and counted."""
     if not path.is_file():
         raise SourceMissing(f"{path} not found", hint="build the emoji set with 'clipforge data emoji DIR'")
-    rows, bad = [], 0
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            bad += 1
-            continue
-        if not isinstance(row, dict) or not row.get("image") or not (path.parent / row["image"]).is_file():
-            bad += 1
-            continue
-        rows.append(row)
-    if bad:
-        log.warning("%s: skipped %d malformed rows or rows whose image is missing", path, bad)
+    rows = read_json_objects(
+        path,
+        lambda row: bool(row.get("image")) and (path.parent / row["image"]).is_file(),
+        "malformed rows or rows whose image is missing",
+    )
     if not rows:
         raise UserError(f"{path}: no usable rows", hint='each line: {"image": "images/x.png", "captions": [...]}')
     return rows

@@ -24,6 +24,7 @@ from clipforge.eval.retrieval import RetrievalResult
 from clipforge.eval.suite import SuiteResult
 from clipforge.eval.zeroshot import ZeroShotResult
 from clipforge.utils.io import atomic_write_text
+from clipforge.utils.jsonl import read_json_objects
 
 log = logging.getLogger(__name__)
 
@@ -54,22 +55,9 @@ pre{background:#f7f8fa;padding:10px;border-radius:6px;font-size:12px;overflow:au
 
 def read_metrics_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a training run's metrics file; lines that are not JSON objects with a ``step`` are skipped, counted."""
-    rows, bad = [], 0
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            bad += 1
-            continue
-        if isinstance(row, dict) and isinstance(row.get("step"), (int, float)):
-            rows.append(row)
-        else:
-            bad += 1
-    if bad:
-        log.warning("%s: skipped %d lines that are not JSON objects with a step", path, bad)
-    return rows
+    return read_json_objects(
+        path, lambda row: isinstance(row.get("step"), (int, float)), "lines that are not JSON objects with a step"
+    )
 
 
 def write_results_json(path: str | Path, result: SuiteResult, meta: dict[str, Any] | None = None) -> Path:
