@@ -17,14 +17,7 @@ from clipforge.errors import UserError
 from clipforge.model.clip import CLIP
 from clipforge.model.registry import get_config
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is fastest, and on a busy 2-core machine extra threads stall for seconds."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 

@@ -22,13 +22,7 @@ BF16_TOL = 5e-2  # bf16 keeps 8 mantissa bits: ~4e-3 relative per op, features h
 VOCAB = 1000
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is fastest, and on a busy 2-core machine extra threads stall for seconds."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 

@@ -24,13 +24,7 @@ RESNET = CLIPConfig(32, VisionConfig("resnet", 64, resnet_layers=(1, 2, 1, 1), w
 CONFIGS = {"vit": VIT, "resnet": RESNET}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is fastest, and on a busy 2-core machine extra threads stall for seconds."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 

@@ -10,29 +10,19 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import sys
 import types
 import zipfile
 from importlib import resources
 from pathlib import Path
 
 import pytest
+from tokenizer_helpers import load_reference
 
 from clipforge.text.tokenizer import OPENAI_VOCAB_FILE, openai_tokenizer
 
 N_TEXTS = 3000
 
 
-def load_reference():
-    """The benchmarks' reference module (benchmarks/ is not a package)."""
-    name = "clipforge_tokenizer_reference"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "benchmarks" / "tokenizer_reference.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 @pytest.fixture(scope="module")

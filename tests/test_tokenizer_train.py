@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import os
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tokenizer_helpers import load_reference
 
 from clipforge.errors import UserError
 from clipforge.pipeline import TOKENIZER_FILE
@@ -22,16 +22,6 @@ from clipforge.text.tokenizer import build_tokenizer, train_tokenizer
 VOCAB = 1000
 
 
-def load_reference():
-    """benchmarks/tokenizer_reference.py (benchmarks/ is not a package)."""
-    name = "clipforge_tokenizer_reference"
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "benchmarks" / "tokenizer_reference.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 @pytest.fixture(scope="module")
