@@ -151,8 +151,8 @@ def run_demo(opts: DemoOptions) -> dict[str, Any]:
 
     t = _stage(console, "4/5 embed and index the whole collection")
     emb, index = out / "embeddings", out / "index"
-    _cli("embed", str(final), str(_collection(data, out)), "--out", str(emb), "--workers", "0")
-    _cli("index", str(emb), "--out", str(index))
+    _cli("embed", str(final), str(_collection(data, out)), str(emb), "workers=0")
+    _cli("index", str(emb), str(index))
     timings["index_seconds"] = time.perf_counter() - t
 
     _stage(console, "5/5 search")

@@ -129,7 +129,7 @@ def embed_collection(
     from clipforge.index.manifest import read_embed_manifest
 
     if dtype not in ("float16", "float32"):
-        raise UserError(f"--dtype must be float16 or float32, got {dtype!r}")
+        raise UserError(f"dtype must be float16 or float32, got {dtype!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if (out / "embed.json").is_file():
@@ -137,7 +137,7 @@ def embed_collection(
         if previous.checkpoint.get("config_sha256") != fingerprint["config_sha256"]:
             raise UserError(
                 f"{out} holds embeddings from another checkpoint ({previous.checkpoint.get('path')})",
-                hint="embed into a new --out directory, or delete this one",
+                hint="embed into a new out= directory, or delete this one",
             )
     done = done_hashes(out)
     mine = collection.items[rank::world]

@@ -246,7 +246,7 @@ def load_store(index_dir: str | Path) -> IndexStore:
     if not (path / INDEX_MANIFEST).is_file():
         raise UserError(
             f"{index_dir} is not an index directory: {path / INDEX_MANIFEST} is missing",
-            hint="build one with 'clipforge index EMB_DIR --out INDEX_DIR'",
+            hint="build one with 'clipforge index EMB_DIR INDEX_DIR'",
         )
     manifest = json.loads((path / INDEX_MANIFEST).read_text())
     index = faiss.read_index(str(path / INDEX_FILE))
