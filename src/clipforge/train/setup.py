@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
+from clipforge.checkpoint import TOKENIZER_FILE
 from clipforge.dist.sync import barrier
 from clipforge.errors import UserError
 from clipforge.text.config import TokenizerConfig
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
     from clipforge.model.config import CLIPConfig
 
 log = logging.getLogger("clipforge.train")
-TOKENIZER_FILE = "tokenizer.json"
 
 
 class EpochLoader(Protocol):
