@@ -10,7 +10,7 @@ examples:
   torchrun --nproc_per_node=2 -m clipforge embed runs/tiny/ckpt pairs.parquet runs/emb
 
 Keys are the fields of clipforge.index.config.EmbedConfig: checkpoint, src, out, batch_size, workers,
-dtype (float16 or float32), device (auto, cpu, cuda[:N]), image_column, caption_column.
+dtype (float16 or float32), device (auto, cpu, cuda[:N]), image_column, caption_column, max_pixels.
 The resolved config is written to OUT/embed_config.yaml.
 """
 
@@ -25,6 +25,7 @@ POSITIONALS = ("checkpoint", "src", "out")
 RETIRED = {
     "--out": "out={}", "--batch-size": "batch_size={}", "--workers": "workers={}", "--dtype": "dtype={}",
     "--device": "device={}", "--image-column": "image_column={}", "--caption-column": "caption_column={}",
+    "--max-pixels": "max_pixels={}",
 }  # fmt: skip
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from clipforge.data.config import DEFAULT_MAX_PIXELS
+
 EMBED_CONFIG_FILE = "embed_config.yaml"
 INDEX_CONFIG_FILE = "index_config.yaml"
 MODERATE_CONFIG_FILE = "moderate_config.yaml"
@@ -36,6 +38,7 @@ class EmbedConfig:
         dtype: stored vector precision; float16 halves the size and moves cosine scores by about 1e-3.
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
         image_column, caption_column: the columns of a pairs table.
+        max_pixels: decoding budget per image in pixels; a larger image is skipped and counted, not decoded.
     """
 
     checkpoint: str = ""
@@ -47,9 +50,10 @@ class EmbedConfig:
     device: str = "auto"
     image_column: str = "image"
     caption_column: str = "caption"
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def __post_init__(self) -> None:
-        _at_least(self, 1, "batch_size")
+        _at_least(self, 1, "batch_size", "max_pixels")
         _at_least(self, 0, "workers")
 
 

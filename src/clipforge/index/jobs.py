@@ -16,6 +16,7 @@ from typing import Any
 
 import torch.distributed as dist
 
+from clipforge.data.sources import open_source
 from clipforge.dist.env import destroy_distributed, init_distributed
 from clipforge.index.build import BuildReport, build_store, read_embeddings, sync_store
 from clipforge.index.config import (
@@ -31,7 +32,6 @@ from clipforge.index.manifest import checkpoint_fingerprint
 from clipforge.index.moderate import Calibration, read_concepts
 from clipforge.index.moderate_run import calibrate_from_csv, moderate_collection, write_report
 from clipforge.index.search import Searcher
-from clipforge.index.sources import open_collection
 from clipforge.index.store import IndexStore, load_store
 from clipforge.pipeline import load
 from clipforge.utils.configs import require, write_resolved
@@ -50,12 +50,12 @@ def run_embed(cfg: EmbedConfig) -> tuple[EmbedResult, int]:
     # A single process honours an explicit "cuda:N"; under torchrun each rank uses its LOCAL_RANK device.
     device = cfg.device if not auto and not world.distributed else world.device
     try:
-        collection = open_collection(cfg.src, cfg.image_column, cfg.caption_column)
+        collection = open_source(cfg.src, cfg.image_column, cfg.caption_column)
         pipeline = load(cfg.checkpoint, device=device)
         result = embed_collection(
             pipeline, collection, cfg.out, fingerprint=checkpoint_fingerprint(cfg.checkpoint), rank=world.rank,
             world=world.world_size, batch_size=cfg.batch_size, workers=cfg.workers, dtype=cfg.dtype,
-            device=device, barrier=dist.barrier if world.distributed else None,
+            device=device, barrier=dist.barrier if world.distributed else None, max_pixels=cfg.max_pixels,
         )  # fmt: skip
     finally:
         if world.distributed:
