@@ -101,7 +101,12 @@ def choose_templates(
     labels = torch.tensor(data.labels, dtype=torch.long)[kept]
     scores: dict[str, float] = {}
     for name in candidates:
-        weights = zeroshot.class_embeddings(pipeline, data.classnames, get_templates(name), batch_size)
+        text_key = ("prompt-classes", tuple(data.classnames), name)  # the same for every view of these classes
+        weights = cache.get(text_key) if cache is not None else None
+        if weights is None:
+            weights = zeroshot.class_embeddings(pipeline, data.classnames, get_templates(name), batch_size)
+            if cache is not None:
+                cache[text_key] = weights
         _, ranking = zeroshot.rank_classes(feats, weights)
         scores[name] = float((ranking[:, 0] == labels).float().mean())
     best = max(candidates, key=lambda n: (scores[n], -candidates.index(n)))
