@@ -18,6 +18,7 @@ import yaml
 
 import clipforge
 from clipforge.data.builders.emoji import build_emoji
+from clipforge.data.sources import open_source
 from clipforge.demo.config import DemoConfig, demo_train_config
 from clipforge.demo.queries import load_queries, score_queries
 from clipforge.demo.threads import ThreadChooser
@@ -67,10 +68,11 @@ def _collection(data: Path, out: Path) -> Path:
     """One table of every emoji image (all splits) captioned with its label, for search."""
     rows = []
     for split in ("train.jsonl", "val.jsonl", "heldout.jsonl"):
-        path = data / split
-        for line in path.read_text(encoding="utf-8").splitlines() if path.is_file() else []:
-            row = json.loads(line)
-            rows.append(json.dumps({"image": str((data / row["image"]).resolve()), "caption": row["label"]}))
+        if not (data / split).is_file():
+            continue  # a set built before the validation split has none
+        source = open_source(data / split, extra_columns=("label",))
+        for item in source.items:
+            rows.append(json.dumps({"image": str(source.file(item)), "caption": item.fields["label"]}))
     path = out / "collection.jsonl"
     atomic_write_text(path, "\n".join(rows) + "\n")
     return path
@@ -81,10 +83,8 @@ def build_index(pipeline: Any, final: Path, data: Path, out: Path) -> Path:
     from clipforge.index.build import build_store, read_embeddings
     from clipforge.index.embed import embed_collection
     from clipforge.index.manifest import checkpoint_fingerprint
-    from clipforge.index.sources import open_collection
-
     emb, index = out / "embeddings", out / "index"
-    collection = open_collection(_collection(data, out), "image", "caption")
+    collection = open_source(_collection(data, out), "image", "caption")
     embed_collection(pipeline, collection, emb, fingerprint=checkpoint_fingerprint(final), workers=0)
     store, report = build_store(read_embeddings(emb))
     store.save(index)
