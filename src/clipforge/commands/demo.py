@@ -1,7 +1,7 @@
 """Run the main job end to end: emoji + icon data -> train a tiny CLIP -> index -> search -> evaluate.
 
 example:
-  clipforge demo                          # what `make demo` runs: under 10 minutes on 2 CPU cores
+  clipforge demo                          # what `make demo` runs (docs/demo.md: its measured wall time)
   clipforge demo out=runs/demo2 train=[seed=1]   # a second demo beside the first, another seed
   clipforge demo --quick                  # a shortened run through the same code path (CI, smoke tests)
   clipforge demo --print-config           # the resolved config (clipforge.demo.config.DemoConfig), then exit
