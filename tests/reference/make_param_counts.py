@@ -153,6 +153,7 @@ def signature(model: nn.Module, config: dict[str, Any]) -> tuple[Any, ...]:
     types = sorted({type(m).__name__ for m in model.modules()})
     facts = structure(model)
     facts.pop("rope", None)  # feat_shape / ref_feat_shape are sizes
+    facts.pop("dims", None)
     text = config["text_cfg"]
     switches = {k: text.get(k) for k in ("no_causal_mask", "pool_type", "proj_bias", "proj_type", "act_kwargs")}
     vision = config["vision_cfg"]
