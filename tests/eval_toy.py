@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from clipforge.pipeline import Pipeline, PipelineConfig
+from clipforge.checkpoint import PipelineConfig
+from clipforge.pipeline import Pipeline
 
 
 class ToyModel(nn.Module):

@@ -17,11 +17,10 @@ def make_checkpoint(out_dir: Path, seed: int = 0, embed_dim: int | None = None) 
 
     import torch
 
-    from clipforge.checkpoint import save_checkpoint
+    from clipforge.checkpoint import PipelineConfig, save_checkpoint
     from clipforge.data.config import PreprocessConfig
     from clipforge.model.clip import CLIP
     from clipforge.model.registry import get_config
-    from clipforge.pipeline import PipelineConfig
     from clipforge.text.config import TokenizerConfig
 
     cfg = get_config("test-vit")

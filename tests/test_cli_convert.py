@@ -12,10 +12,10 @@ from test_convert_hf import FP32_TOL, hf_features, inputs, make_hf, max_abs, tra
 
 from clipforge.checkpoint import load_state_into, read_config
 from clipforge.cli import main
-from clipforge.convert.pretrained import resolve_pretrained
 from clipforge.errors import UserError
 from clipforge.model.clip import CLIP
 from clipforge.model.registry import get_config
+from clipforge.pretrained import resolve_pretrained
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

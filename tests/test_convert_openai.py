@@ -14,13 +14,13 @@ from torch import nn
 from clipforge.convert.common import build_model, export_state
 from clipforge.convert.openai import config_from_state_dict, import_openai, openai_rules
 from clipforge.errors import UserError
-from clipforge.model.config import CLIPConfig, TextConfig, VisionConfig
+from clipforge.model.config import CLIPConfig, ResNetConfig, TextConfig, ViTConfig
 
 FP32_TOL = 1e-5
 TEXT = TextConfig(context_length=16, vocab_size=1000, width=128, heads=2, layers=2)
 # OpenAI's format fixes 64-channel heads and QuickGELU; tiny sizes otherwise.
-VIT = CLIPConfig(32, VisionConfig("vit", 32, 2, width=128, head_width=64, patch_size=8), TEXT, quick_gelu=True)
-RESNET = CLIPConfig(32, VisionConfig("resnet", 64, resnet_layers=(1, 2, 1, 1), width=16), TEXT, quick_gelu=True)
+VIT = CLIPConfig(32, ViTConfig(image_size=32, patch_size=8, width=128, layers=2, head_width=64), TEXT, quick_gelu=True)
+RESNET = CLIPConfig(32, ResNetConfig(image_size=64, layers=(1, 2, 1, 1), width=16), TEXT, quick_gelu=True)
 CONFIGS = {"vit": VIT, "resnet": RESNET}
 
 
@@ -80,8 +80,8 @@ def test_matches_openclip_reference(tmp_path, arch):
     oc = openclip_model_module()
     cfg = CONFIGS[arch]
     v = cfg.vision
-    layers = v.resnet_layers if arch == "resnet" else v.layers
-    vision_cfg = oc.CLIPVisionCfg(layers=layers, width=v.width, head_width=v.head_width, patch_size=v.patch_size,
+    patch = v.patch_size if isinstance(v, ViTConfig) else 16  # OpenCLIP's ResNet ignores the patch size
+    vision_cfg = oc.CLIPVisionCfg(layers=v.layers, width=v.width, head_width=v.head_width, patch_size=patch,
                                   image_size=v.image_size)  # fmt: skip
     t = cfg.text
     text_cfg = oc.CLIPTextCfg(context_length=t.context_length, vocab_size=t.vocab_size, width=t.width, heads=t.heads,
@@ -174,7 +174,7 @@ def test_key_maps_cover_every_registered_config():
         shapes = model_shapes(cfg)
         ours = [r.ours for r in openai_rules(cfg)]
         assert sorted(ours) == sorted(shapes), name
-        if cfg.vision.arch == "vit":
+        if isinstance(cfg.vision, ViTConfig):
             assert sorted(r.ours for r in hf_rules(cfg)) == sorted(shapes), name
 
 

@@ -9,12 +9,12 @@ import json
 import pytest
 import torch
 
-from clipforge.checkpoint import load_pipeline, load_state_into, read_config, save_checkpoint
+import clipforge
+from clipforge.checkpoint import PipelineConfig, load_state_into, read_config, save_checkpoint
 from clipforge.errors import UserError
 from clipforge.model.clip import CLIP, CLIPOutput
-from clipforge.model.config import CLIPConfig
+from clipforge.model.config import CLIPConfig, ResNetConfig
 from clipforge.model.registry import get_config, list_models
-from clipforge.pipeline import PipelineConfig
 from clipforge.utils.configs import from_dict, to_dict
 
 TINY_VOCAB = 1000
@@ -27,8 +27,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def shrink(cfg: CLIPConfig) -> CLIPConfig:
     """Keep the architecture (tower type, stage count, activation, ratios, logit bias); shrink every size."""
     v = cfg.vision
-    if v.arch == "resnet":
-        vision = dataclasses.replace(v, image_size=32, width=8, resnet_layers=tuple(min(b, 2) for b in v.resnet_layers))
+    if isinstance(v, ResNetConfig):
+        vision = dataclasses.replace(v, image_size=32, width=8, layers=tuple(min(b, 2) for b in v.layers))
     else:
         vision = dataclasses.replace(v, image_size=32, patch_size=8, layers=2, width=32, head_width=16)
     text = dataclasses.replace(cfg.text, context_length=12, vocab_size=TINY_VOCAB, width=32, heads=2, layers=2)
@@ -137,7 +137,7 @@ def test_config_json_round_trip(name):
 def test_config_rejects_unknown_keys():
     data = to_dict(get_config("ViT-B-32"))
     data["vision"]["widht"] = 3
-    with pytest.raises(ValueError, match="widht"):
+    with pytest.raises(UserError, match="widht"):
         from_dict(CLIPConfig, data)
 
 
@@ -165,7 +165,7 @@ def test_checkpoint_round_trip_and_load_errors(tmp_path):
         read_config(tmp_path)
     (tmp_path / "ckpt" / "model.safetensors").unlink()
     with pytest.raises(UserError, match="model.safetensors is missing"):
-        load_pipeline(tmp_path / "ckpt")
+        clipforge.load(tmp_path / "ckpt")
 
 
 def test_load_pipeline(tmp_path):

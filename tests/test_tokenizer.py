@@ -7,8 +7,8 @@ import pickle
 import pytest
 import torch
 
+from clipforge.checkpoint import TOKENIZER_FILE
 from clipforge.errors import UserError
-from clipforge.pipeline import TOKENIZER_FILE
 from clipforge.text.config import TokenizerConfig
 from clipforge.text.tokenizer import Tokenizer, build_tokenizer, openai_tokenizer
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 from tokenizer_helpers import load_reference
 
+from clipforge.checkpoint import TOKENIZER_FILE
 from clipforge.errors import UserError
-from clipforge.pipeline import TOKENIZER_FILE
 from clipforge.text.bpe_train import learn_merges
 from clipforge.text.config import TokenizerConfig
 from clipforge.text.tokenizer import build_tokenizer, train_tokenizer

@@ -9,7 +9,7 @@ import pytest
 from clipforge.errors import UserError
 from clipforge.model.config import CLIPConfig
 from clipforge.train.config import TrainConfig, load_train_config, resolve_model
-from clipforge.utils.cliconfig import load_resolved, write_resolved
+from clipforge.utils.configs import load_resolved, write_resolved
 
 REPO = Path(__file__).resolve().parents[1]
 

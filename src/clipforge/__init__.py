@@ -1,6 +1,29 @@
-"""clipforge: train, import, evaluate and serve CLIP models with one checkpoint manifest."""
+"""clipforge: train, import, evaluate and serve CLIP models with one checkpoint manifest.
 
-from clipforge.pipeline import Pipeline, PipelineConfig, load
+    import clipforge
+    pipeline = clipforge.load("ckpt/vit-b-32")      # model, tokenizer, preprocess, config
 
-__all__ = ["Pipeline", "PipelineConfig", "load"]
+The names below are resolved on first use (PEP 562) so that ``import clipforge`` — which every CLI start
+does — does not pay for importing torch until a command needs it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from clipforge.checkpoint import PipelineConfig as PipelineConfig
+    from clipforge.pipeline import Pipeline as Pipeline
+    from clipforge.pipeline import load as load
+
 __version__ = "0.1.0"
+# public name -> the module that defines it
+_EXPORTS = {"Pipeline": "clipforge.pipeline", "load": "clipforge.pipeline", "PipelineConfig": "clipforge.checkpoint"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'clipforge' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

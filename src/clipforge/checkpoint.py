@@ -1,21 +1,47 @@
-"""Read and write clipforge checkpoint directories (config.json + model.safetensors [+ tokenizer.json])."""
+"""The clipforge checkpoint directory: one manifest that travels from training to serving.
+
+    config.json        {"model": CLIPConfig, "tokenizer": TokenizerConfig, "preprocess": PreprocessConfig}
+    model.safetensors  the model's state dict, in clipforge's own parameter names
+    tokenizer.json     only when the tokenizer kind is "file" (a trained vocabulary)
+
+This module is the only place that knows these file names and how they are written and read. Loading a
+directory into a usable model, tokenizer and preprocessing is ``clipforge.pipeline.load``.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
+from safetensors.torch import load_file, save_file
 
+from clipforge.data.config import PreprocessConfig
 from clipforge.errors import UserError
-from clipforge.model.clip import CLIP
-from clipforge.pipeline import CONFIG_FILE, TOKENIZER_FILE, WEIGHTS_FILE, Pipeline, PipelineConfig
+from clipforge.model.config import CLIPConfig
+from clipforge.text.config import TokenizerConfig
 from clipforge.utils.configs import from_dict, to_dict
 from clipforge.utils.io import atomic_path, atomic_write_text
 
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+TOKENIZER_FILE = "tokenizer.json"
+CONVERT_HINT = "convert foreign weights first with 'clipforge convert --from {openai,open_clip,hf} SRC --out DIR'"
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Everything needed to rebuild a model and feed it: saved as a checkpoint's config.json."""
+
+    model: CLIPConfig = field(default_factory=CLIPConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+
 
 def save_checkpoint(
-    model: CLIP, config: PipelineConfig, out_dir: str | Path, tokenizer_json: str | None = None
+    model: torch.nn.Module, config: PipelineConfig, out_dir: str | Path, tokenizer_json: str | None = None
 ) -> Path:
     """Write ``model`` and ``config`` as a clipforge checkpoint directory (each file written atomically).
 
@@ -25,8 +51,6 @@ def save_checkpoint(
         out_dir: the directory to create or overwrite.
         tokenizer_json: serialized trained tokenizer, required when ``config.tokenizer.kind == "file"``.
     """
-    from safetensors.torch import save_file
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if config.tokenizer.kind == "file":
@@ -41,16 +65,34 @@ def save_checkpoint(
 
 
 def read_config(ckpt_dir: str | Path) -> PipelineConfig:
+    """The PipelineConfig of a checkpoint directory (checked strictly, like every config clipforge reads).
+
+    Raises:
+        UserError: when ``ckpt_dir`` holds no config.json or the file is not a valid clipforge config.
+    """
     path = Path(ckpt_dir) / CONFIG_FILE
     if not path.is_file():
-        raise UserError(
-            f"{ckpt_dir} is not a clipforge checkpoint: {path} is missing",
-            hint="convert foreign weights first with 'clipforge convert --from {openai,open_clip,hf} SRC --out DIR'",
-        )
+        raise UserError(f"{ckpt_dir} is not a clipforge checkpoint: {path} is missing", hint=CONVERT_HINT)
     try:
-        return from_dict(PipelineConfig, json.loads(path.read_text()))
-    except (ValueError, TypeError) as exc:
-        raise UserError(f"{path}: invalid checkpoint config: {exc}") from exc
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: not a readable checkpoint config: {exc}") from exc
+    return from_dict(PipelineConfig, _upgrade(data), source=str(path))
+
+
+def read_weights(ckpt_dir: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict stored in a checkpoint directory.
+
+    Raises:
+        UserError: naming the file when it is missing or not a readable safetensors file.
+    """
+    path = Path(ckpt_dir) / WEIGHTS_FILE
+    if not path.is_file():
+        raise UserError(f"{ckpt_dir}: {WEIGHTS_FILE} is missing", hint="the checkpoint is incomplete; save or convert it again")
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types for truncated or foreign files
+        raise UserError(f"{path}: not a readable safetensors file: {exc}") from exc
 
 
 def load_state_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
@@ -74,24 +116,20 @@ def load_state_into(model: torch.nn.Module, state: dict[str, torch.Tensor], sour
     model.load_state_dict(state, strict=True)
 
 
-def load_pipeline(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> Pipeline:
-    """Load a checkpoint directory into a Pipeline (model in eval mode). See ``clipforge.load``."""
-    from safetensors.torch import load_file
+def _upgrade(data: Any) -> Any:
+    """Read config.json files written by clipforge 0.1, whose image tower said ``arch`` instead of ``kind``.
 
-    from clipforge.data.transforms import eval_transform
-    from clipforge.text.tokenizer import build_tokenizer
-
-    ckpt = Path(path)
-    if not ckpt.exists():
-        from clipforge.convert.pretrained import resolve_pretrained
-
-        ckpt = resolve_pretrained(str(path))
-    config = read_config(ckpt)
-    weights = ckpt / WEIGHTS_FILE
-    if not weights.is_file():
-        raise UserError(f"{ckpt}: {WEIGHTS_FILE} is missing", hint="the checkpoint is incomplete; save or convert it again")
-    model = CLIP(config.model)
-    load_state_into(model, load_file(str(weights)), str(weights))
-    model = model.to(device=device, dtype=dtype).eval()
-    tokenizer = build_tokenizer(config.tokenizer, ckpt)
-    return Pipeline(model=model, tokenizer=tokenizer, preprocess=eval_transform(config.preprocess), config=config)
+    0.1 had one VisionConfig for both towers; a ResNet stored its blocks in ``resnet_layers`` beside unused
+    ViT fields, which ResNetConfig does not have.
+    """
+    vision = data.get("model", {}).get("vision") if isinstance(data, dict) else None
+    if not isinstance(vision, dict) or "arch" not in vision:
+        return data
+    vision = dict(vision)
+    arch = vision.pop("arch")
+    if arch == "resnet":
+        vision = {"layers": vision.get("resnet_layers", (3, 4, 6, 3)),
+                  **{k: vision[k] for k in ("image_size", "width", "head_width") if k in vision}}
+    else:
+        vision.pop("resnet_layers", None)
+    return {**data, "model": {**data["model"], "vision": {"kind": arch, **vision}}}

@@ -1,39 +1,23 @@
-"""The checkpoint manifest and the loaded pipeline that every stage (eval, embed, search, serve) uses.
+"""``clipforge.load``: a checkpoint directory (or a named pretrained model) as a ready-to-use Pipeline.
 
-A clipforge checkpoint directory holds:
-  config.json        {"model": CLIPConfig, "tokenizer": TokenizerConfig, "preprocess": PreprocessConfig}
-  model.safetensors  the model's state dict, in clipforge's own parameter names
-  tokenizer.json     only when the tokenizer kind is "file" (a trained vocabulary)
+Every stage after training (eval, embed, search, serve, moderate) gets its model, tokenizer and image
+preprocessing from here, so all of them feed a model exactly as its checkpoint says.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from clipforge.data.config import PreprocessConfig
-from clipforge.model.config import CLIPConfig
-from clipforge.text.config import TokenizerConfig
+import torch
 
-if TYPE_CHECKING:
-    import torch
-
-    from clipforge.model.clip import CLIP
-
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-TOKENIZER_FILE = "tokenizer.json"
-
-
-@dataclass(frozen=True)
-class PipelineConfig:
-    """Everything needed to rebuild a model and feed it: saved as a checkpoint's config.json."""
-
-    model: CLIPConfig = field(default_factory=CLIPConfig)
-    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
-    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+from clipforge.checkpoint import PipelineConfig, load_state_into, read_config, read_weights
+from clipforge.data.transforms import eval_transform
+from clipforge.model.clip import CLIP
+from clipforge.pretrained import resolve_pretrained
+from clipforge.text.tokenizer import build_tokenizer
 
 
 @dataclass
@@ -54,13 +38,21 @@ class Pipeline:
 
 
 def load(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> Pipeline:
-    """Load a clipforge checkpoint directory (or a named pretrained model) into a Pipeline.
+    """Load a clipforge checkpoint directory (or a named pretrained model) into a Pipeline (model in eval mode).
 
     Args:
-        path: a directory holding config.json and model.safetensors, or a registered pretrained name.
+        path: a directory holding config.json and model.safetensors, or a registered pretrained name
+            (see ``clipforge.pretrained``), converted into the cache on first use.
         device: where to put the model.
         dtype: optional dtype for the model's floating-point weights (e.g. torch.bfloat16).
     """
-    from clipforge.checkpoint import load_pipeline
-
-    return load_pipeline(path, device=device, dtype=dtype)
+    ckpt = Path(path)
+    if not ckpt.exists():
+        ckpt = resolve_pretrained(str(path))
+    config = read_config(ckpt)
+    state = read_weights(ckpt)
+    model = CLIP(config.model)
+    load_state_into(model, state, str(ckpt))
+    model = model.to(device=device, dtype=dtype).eval()
+    tokenizer = build_tokenizer(config.tokenizer, ckpt)
+    return Pipeline(model=model, tokenizer=tokenizer, preprocess=eval_transform(config.preprocess), config=config)

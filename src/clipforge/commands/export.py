@@ -24,19 +24,16 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     import torch
-    from safetensors.torch import load_file
 
-    from clipforge.checkpoint import load_state_into, read_config
+    from clipforge.checkpoint import load_state_into, read_config, read_weights
     from clipforge.model.clip import CLIP
-    from clipforge.pipeline import WEIGHTS_FILE
     from clipforge.utils.io import atomic_path
 
     config = read_config(args.ckpt)
-    weights = Path(args.ckpt) / WEIGHTS_FILE
     with torch.device("meta"):
         model = CLIP(config.model)
     model = model.to_empty(device="cpu")
-    load_state_into(model, load_file(str(weights)), str(weights))  # checks keys and shapes
+    load_state_into(model, read_weights(args.ckpt), args.ckpt)  # checks keys and shapes
     if args.target == "hf":
         from clipforge.convert.hf import export_hf
 

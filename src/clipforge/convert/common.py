@@ -17,11 +17,11 @@ from typing import Literal, NamedTuple
 
 import torch
 
+from clipforge.checkpoint import PipelineConfig
 from clipforge.data.config import OPENAI_MEAN, OPENAI_STD, PreprocessConfig
 from clipforge.errors import UserError
 from clipforge.model.clip import CLIP
 from clipforge.model.config import CLIPConfig
-from clipforge.pipeline import PipelineConfig
 from clipforge.text.config import TokenizerConfig
 
 log = logging.getLogger(__name__)

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from clipforge.checkpoint import PipelineConfig
 from clipforge.convert.common import (
     Imported,
     Rule,
@@ -28,8 +29,7 @@ from clipforge.convert.common import (
 )
 from clipforge.data.config import OPENAI_MEAN, OPENAI_STD
 from clipforge.errors import UserError
-from clipforge.model.config import CLIPConfig, TextConfig, VisionConfig
-from clipforge.pipeline import PipelineConfig
+from clipforge.model.config import CLIPConfig, TextConfig, ViTConfig
 from clipforge.utils.io import atomic_path, atomic_write_text
 
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -68,7 +68,7 @@ def _encoder_rules(ours: str, theirs: str, layers: int) -> list[Rule]:
 
 def hf_rules(cfg: CLIPConfig) -> list[Rule]:
     """The key map between transformers' CLIPModel and ours (ViT image towers only)."""
-    if cfg.vision.arch != "vit":
+    if not isinstance(cfg.vision, ViTConfig):
         raise UserError("Hugging Face CLIPModel has no ResNet image tower: only ViT models can be exported to it")
     if cfg.init_logit_bias is not None:
         raise UserError("Hugging Face CLIPModel has no logit bias (SigLIP-style models cannot be exported to it)")
@@ -143,8 +143,7 @@ def _config_from_hf(raw: dict[str, Any], source: str = HF_CONFIG_FILE) -> CLIPCo
             f"{source}: text_config.eos_token_id {eos} is not the highest id {vocab - 1}",
             hint="clipforge reads text features at argmax(token_ids), which needs end-of-text to be the highest id",
         )
-    vision = VisionConfig(
-        "vit",
+    vision = ViTConfig(
         image_size=_side(vc["image_size"], "image_size", source),
         layers=vc["num_hidden_layers"],
         width=vc["hidden_size"],

@@ -26,7 +26,7 @@ from clipforge.convert.common import (
 )
 from clipforge.convert.openai import OPENAI_CONSTANTS, openai_rules
 from clipforge.errors import UserError
-from clipforge.model.config import CLIPConfig, TextConfig, VisionConfig
+from clipforge.model.config import CLIPConfig, ResNetConfig, TextConfig, VisionConfig, ViTConfig
 
 # Options clipforge supports only at OpenCLIP's default value (falsy values like None, False, {} also pass).
 VISION_DEFAULT_ONLY: dict[str, Any] = {
@@ -115,10 +115,10 @@ def _config_from_open_clip(raw: dict[str, Any], source: str = "model config") ->
     image_size = _side(vc.get("image_size", 224), f"{source}: vision_cfg")
     common = dict(image_size=image_size, width=vc.get("width", 768), head_width=vc.get("head_width", 64))
     if isinstance(layers, (list, tuple)):  # OpenCLIP builds a ModifiedResNet when layers is a list
-        vision = VisionConfig("resnet", resnet_layers=tuple(layers), **common)  # type: ignore[arg-type]
+        vision: VisionConfig = ResNetConfig(layers=tuple(layers), **common)  # type: ignore[arg-type]
     else:
-        vision = VisionConfig(
-            "vit", layers=layers, mlp_ratio=float(vc.get("mlp_ratio", 4.0)), patch_size=vc.get("patch_size", 16),
+        vision = ViTConfig(
+            layers=layers, mlp_ratio=float(vc.get("mlp_ratio", 4.0)), patch_size=vc.get("patch_size", 16),
             ln_eps=_eps(vc), patch_dropout=float(vc.get("patch_dropout", 0.0)), **common,
         )  # fmt: skip
     text = TextConfig(

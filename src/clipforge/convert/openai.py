@@ -31,7 +31,7 @@ from clipforge.convert.common import (
     read_state_file,
 )
 from clipforge.errors import UserError
-from clipforge.model.config import CLIPConfig, TextConfig, VisionConfig
+from clipforge.model.config import CLIPConfig, ResNetConfig, TextConfig, ViTConfig
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def _transformer_rules(ours: str, theirs: str, layers: int) -> list[Rule]:
     return rules
 
 
-def _vit_rules(cfg: VisionConfig) -> list[Rule]:
+def _vit_rules(cfg: ViTConfig) -> list[Rule]:
     rules = [
         Rule("visual.patch_embed.weight", ("visual.conv1.weight",)),
         Rule("visual.class_embedding", ("visual.class_embedding",)),
@@ -69,13 +69,13 @@ def _vit_rules(cfg: VisionConfig) -> list[Rule]:
     return rules + affine("visual.norm_post", "visual.ln_post")
 
 
-def _resnet_rules(cfg: VisionConfig) -> list[Rule]:
+def _resnet_rules(cfg: ResNetConfig) -> list[Rule]:
     rules: list[Rule] = []
     # Our stem is one Sequential (conv, bn, relu) x 3 + pool; OpenAI names the convs/bns 1..3.
     for n, (conv, bn) in enumerate(((0, 1), (3, 4), (6, 7)), start=1):
         rules.append(Rule(f"visual.stem.{conv}.weight", (f"visual.conv{n}.weight",)))
         rules += batchnorm(f"visual.stem.{bn}", f"visual.bn{n}")
-    for s, blocks in enumerate(cfg.resnet_layers):
+    for s, blocks in enumerate(cfg.layers):
         for b in range(blocks):
             o, t = f"visual.stages.{s}.{b}", f"visual.layer{s + 1}.{b}"
             for n in (1, 2, 3):
@@ -99,7 +99,7 @@ def openai_rules(cfg: CLIPConfig, text_prefix: str = "") -> list[Rule]:
         text_prefix: prefix of the text-tower keys ("" in OpenAI's layout; "text." in OpenCLIP's
             CustomTextCLIP layout, which also names the projection ``text.text_projection``).
     """
-    rules = _resnet_rules(cfg.vision) if cfg.vision.arch == "resnet" else _vit_rules(cfg.vision)
+    rules = _resnet_rules(cfg.vision) if isinstance(cfg.vision, ResNetConfig) else _vit_rules(cfg.vision)
     p = text_prefix
     rules += [
         Rule("text.token_embedding.weight", (f"{p}token_embedding.weight",)),
@@ -138,8 +138,7 @@ def _config_from_state_dict(state: Mapping[str, torch.Tensor], source: str = "st
             width = state["visual.conv1.weight"].shape[0]
             patch = state["visual.conv1.weight"].shape[-1]
             grid = round((state["visual.positional_embedding"].shape[0] - 1) ** 0.5)
-            vision = VisionConfig(
-                "vit",
+            vision: ViTConfig | ResNetConfig = ViTConfig(
                 image_size=patch * grid,
                 layers=_count_blocks(state, "visual.transformer.resblocks."),
                 width=width,
@@ -149,10 +148,9 @@ def _config_from_state_dict(state: Mapping[str, torch.Tensor], source: str = "st
         else:
             blocks = tuple(_count_blocks(state, f"visual.layer{i}.") for i in (1, 2, 3, 4))
             grid = round((state["visual.attnpool.positional_embedding"].shape[0] - 1) ** 0.5)
-            vision = VisionConfig(
-                "resnet",
+            vision = ResNetConfig(
                 image_size=grid * 32,
-                resnet_layers=blocks,  # type: ignore[arg-type]
+                layers=blocks,  # type: ignore[arg-type]
                 width=state["visual.layer1.0.conv1.weight"].shape[0],
                 head_width=OPENAI_HEAD_WIDTH,
             )

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clipforge.model.config import CLIPConfig
+from clipforge.model.config import CLIPConfig, ResNetConfig
 from clipforge.model.resnet import ModifiedResNet
 from clipforge.model.text import TextTransformer
 from clipforge.model.vit import VisionTransformer
@@ -36,7 +36,7 @@ class CLIP(nn.Module):
     def __init__(self, cfg: CLIPConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        if cfg.vision.arch == "resnet":
+        if isinstance(cfg.vision, ResNetConfig):
             self.visual: nn.Module = ModifiedResNet(cfg.vision, cfg.embed_dim)
         else:
             self.visual = VisionTransformer(cfg.vision, cfg.embed_dim, cfg.quick_gelu)

@@ -11,42 +11,35 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-VisionArch = Literal["vit", "resnet"]
-
 
 @dataclass(frozen=True)
-class VisionConfig:
-    """Image tower.
+class ViTConfig:
+    """Vision Transformer image tower (Dosovitskiy et al. 2021) as CLIP uses it.
 
     Args:
-        arch: "vit" (Vision Transformer) or "resnet" (OpenAI's ModifiedResNet).
+        kind: the tower family tag; a checkpoint's ``vision.kind`` says which config class to read.
         image_size: input side in pixels (square).
-        layers: ViT depth; ignored for ResNet.
-        resnet_layers: blocks per stage of the ModifiedResNet, e.g. (3, 4, 6, 3) for RN50.
-        width: ViT width, or the ResNet stem width (64 for RN50).
+        patch_size: patch side in pixels.
+        width: token width.
+        layers: transformer depth.
         head_width: channels per attention head (heads = width // head_width).
         mlp_ratio: hidden size of the MLP over the width.
-        patch_size: ViT patch side in pixels.
         ln_eps: LayerNorm epsilon.
         patch_dropout: fraction of patch tokens dropped while training (FLIP, Li et al. 2023); 0 = off.
     """
 
-    arch: VisionArch = "vit"
+    kind: Literal["vit"] = "vit"
     image_size: int = 224
-    layers: int = 12
-    resnet_layers: tuple[int, int, int, int] = (3, 4, 6, 3)
+    patch_size: int = 16
     width: int = 768
+    layers: int = 12
     head_width: int = 64
     mlp_ratio: float = 4.0
-    patch_size: int = 16
     ln_eps: float = 1e-5
     patch_dropout: float = 0.0
 
     @property
     def heads(self) -> int:
-        if self.arch == "resnet":
-            # OpenAI's attention pool: heads = (stem width * 32) // 64.
-            return self.width * 32 // self.head_width
         return self.width // self.head_width
 
     @property
@@ -54,14 +47,48 @@ class VisionConfig:
         return self.image_size // self.patch_size
 
     def __post_init__(self) -> None:
-        if self.arch not in ("vit", "resnet"):
-            raise ValueError(f"vision arch must be 'vit' or 'resnet', got {self.arch!r}")
-        if self.arch == "vit" and self.image_size % self.patch_size:
+        if self.image_size % self.patch_size:
             raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
-        if self.arch == "vit" and self.width % self.head_width:
+        if self.width % self.head_width:
             raise ValueError(f"width {self.width} is not a multiple of head_width {self.head_width}")
-        if self.arch == "resnet" and self.image_size % 32:
+        if not 0.0 <= self.patch_dropout < 1.0:
+            raise ValueError(f"patch_dropout must be in [0, 1), got {self.patch_dropout}")
+
+
+@dataclass(frozen=True)
+class ResNetConfig:
+    """OpenAI's ModifiedResNet image tower: 3-conv stem, anti-aliased strided bottlenecks, attention pooling.
+
+    Args:
+        kind: the tower family tag (see ViTConfig.kind).
+        image_size: input side in pixels (square, a multiple of the total stride 32).
+        layers: bottleneck blocks per stage, e.g. (3, 4, 6, 3) for RN50.
+        width: stem width (64 for RN50); stage i has width * 2**i planes.
+        head_width: channels per head of the attention pool over the last stage's width * 32 channels.
+    """
+
+    kind: Literal["resnet"] = "resnet"
+    image_size: int = 224
+    layers: tuple[int, int, int, int] = (3, 4, 6, 3)
+    width: int = 64
+    head_width: int = 64
+
+    @property
+    def pool_heads(self) -> int:
+        """Heads of the attention pool: OpenAI's rule, (stem width * 32) // 64 for head width 64."""
+        return self.width * 32 // self.head_width
+
+    def __post_init__(self) -> None:
+        if self.image_size % 32:
             raise ValueError(f"ResNet image_size must be a multiple of 32, got {self.image_size}")
+        if len(self.layers) != 4 or min(self.layers) < 1:
+            raise ValueError(f"ResNet layers must be 4 positive block counts, got {self.layers}")
+        if (self.width * 32) % self.head_width:
+            raise ValueError(f"ResNet pool width {self.width * 32} is not a multiple of head_width {self.head_width}")
+
+
+# Every image-tower config; a union member is chosen by the ``kind`` key when a config is read.
+VisionConfig = ViTConfig | ResNetConfig
 
 
 @dataclass(frozen=True)
@@ -100,7 +127,7 @@ class CLIPConfig:
     """
 
     embed_dim: int = 512
-    vision: VisionConfig = field(default_factory=VisionConfig)
+    vision: VisionConfig = field(default_factory=ViTConfig)
     text: TextConfig = field(default_factory=TextConfig)
     quick_gelu: bool = False
     init_logit_scale: float = math.log(1 / 0.07)

@@ -8,19 +8,19 @@ from __future__ import annotations
 import dataclasses
 
 from clipforge.errors import UserError
-from clipforge.model.config import CLIPConfig, TextConfig, VisionConfig
+from clipforge.model.config import CLIPConfig, ResNetConfig, TextConfig, ViTConfig
 
 QUICKGELU_SUFFIX = "-quickgelu"
 
 
 def _vit(embed: int, image: int, layers: int, width: int, patch: int, text: TextConfig, head_width: int = 64):
-    vision = VisionConfig("vit", image, layers, width=width, patch_size=patch, head_width=head_width)
+    vision = ViTConfig(image_size=image, patch_size=patch, width=width, layers=layers, head_width=head_width)
     return CLIPConfig(embed_dim=embed, vision=vision, text=text)
 
 
 def _rn(embed: int, image: int, blocks: tuple[int, int, int, int], width: int, text: TextConfig) -> CLIPConfig:
     return CLIPConfig(
-        embed_dim=embed, vision=VisionConfig("resnet", image, resnet_layers=blocks, width=width), text=text
+        embed_dim=embed, vision=ResNetConfig(image_size=image, layers=blocks, width=width), text=text
     )
 
 
@@ -42,17 +42,17 @@ _CONFIGS: dict[str, CLIPConfig] = {
     # Small configs for CPU training and tests. Text vocab is the OpenAI one unless a run trains its own.
     "tiny-vit": CLIPConfig(
         embed_dim=128,
-        vision=VisionConfig("vit", 64, 4, width=192, patch_size=8),
+        vision=ViTConfig(image_size=64, patch_size=8, width=192, layers=4),
         text=TextConfig(context_length=32, width=128, heads=4, layers=4),
     ),
     "tiny-resnet": CLIPConfig(
         embed_dim=128,
-        vision=VisionConfig("resnet", 64, resnet_layers=(1, 1, 1, 1), width=32),
+        vision=ResNetConfig(image_size=64, layers=(1, 1, 1, 1), width=32),
         text=TextConfig(context_length=32, width=128, heads=4, layers=4),
     ),
     "test-vit": CLIPConfig(
         embed_dim=16,
-        vision=VisionConfig("vit", 32, 2, width=32, head_width=16, patch_size=8),
+        vision=ViTConfig(image_size=32, patch_size=8, width=32, layers=2, head_width=16),
         text=TextConfig(context_length=16, width=32, heads=2, layers=2),
     ),
 }

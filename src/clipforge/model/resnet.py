@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from clipforge.model.config import VisionConfig
+from clipforge.model.config import ResNetConfig
 
 
 class Bottleneck(nn.Module):
@@ -94,7 +94,7 @@ def _frozen_batchnorm_stats(module: nn.Module) -> Iterator[None]:
 
 
 class ModifiedResNet(nn.Module):
-    def __init__(self, cfg: VisionConfig, embed_dim: int) -> None:
+    def __init__(self, cfg: ResNetConfig, embed_dim: int) -> None:
         super().__init__()
         self.cfg = cfg
         w = cfg.width
@@ -112,7 +112,7 @@ class ModifiedResNet(nn.Module):
         )
         stages = []
         inplanes = w
-        for i, blocks in enumerate(cfg.resnet_layers):
+        for i, blocks in enumerate(cfg.layers):
             planes = w * 2**i
             stage = [Bottleneck(inplanes, planes, stride=1 if i == 0 else 2)]
             inplanes = planes * Bottleneck.expansion
@@ -120,7 +120,7 @@ class ModifiedResNet(nn.Module):
             stages.append(nn.Sequential(*stage))
         self.stages = nn.ModuleList(stages)
         feat = w * 32  # channels after the last stage (w * 8 * expansion 4)
-        self.attn_pool = AttentionPool2d(cfg.image_size // 32, feat, cfg.heads, embed_dim)
+        self.attn_pool = AttentionPool2d(cfg.image_size // 32, feat, cfg.pool_heads, embed_dim)
         self.grad_checkpointing = False
         self.init_weights()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from clipforge.model.config import VisionConfig
+from clipforge.model.config import ViTConfig
 from clipforge.model.layers import Transformer
 
 
@@ -13,7 +13,7 @@ class VisionTransformer(nn.Module):
     """Patchify conv (no bias) → [class token; patches] + learned positions → ln_pre → blocks →
     ln_post on the class token → projection to ``embed_dim``."""
 
-    def __init__(self, cfg: VisionConfig, embed_dim: int, quick_gelu: bool) -> None:
+    def __init__(self, cfg: ViTConfig, embed_dim: int, quick_gelu: bool) -> None:
         super().__init__()
         self.cfg = cfg
         w = cfg.width

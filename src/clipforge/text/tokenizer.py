@@ -28,6 +28,7 @@ import torch
 from tokenizers import Tokenizer as Backend
 from tokenizers.models import BPE
 
+from clipforge.checkpoint import TOKENIZER_FILE
 from clipforge.errors import UserError
 from clipforge.text import bpe
 from clipforge.text.clean import clean_text
@@ -272,8 +273,6 @@ def build_tokenizer(cfg: TokenizerConfig, ckpt_dir: Path | None = None) -> Token
         cfg: kind "openai" uses the bundled vocabulary; kind "file" loads ``ckpt_dir/tokenizer.json``.
         ckpt_dir: the checkpoint directory (needed for kind "file").
     """
-    from clipforge.pipeline import TOKENIZER_FILE  # pipeline imports text.config; keep the import one-way
-
     if cfg.kind == "openai":
         tokenizer = openai_tokenizer(cfg.context_length)
     elif cfg.kind == "file":

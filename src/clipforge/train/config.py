@@ -144,12 +144,12 @@ def _model_dict(name: str) -> dict[str, Any]:
 
 
 def load_train_config(yaml_path: str | Path | None, overrides: Sequence[str] = ()) -> TrainConfig:
-    """Defaults <- ``yaml_path`` <- ``overrides`` (``key=value``), typed and checked. See utils/cliconfig.
+    """Defaults <- ``yaml_path`` <- ``overrides`` (``key=value``), typed and checked. See utils/configs.
 
     ``model.vision.patch_dropout=0.5`` works while ``model`` is a registry name: the name is expanded to its
     full config first.
     """
-    from clipforge.utils.cliconfig import resolve_config
+    from clipforge.utils.configs import resolve_config
 
     cfg = resolve_config(TrainConfig, yaml_path, overrides, expand={"model": _model_dict})
     if isinstance(cfg.model, str):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from clipforge.model.config import CLIPConfig, VisionConfig
+from clipforge.model.config import CLIPConfig, ViTConfig
 
 # Dense peak FLOP/s per device: (bf16 tensor cores, fp32/tf32 default). Matched by substring of the CUDA
 # device name; the first match wins, so longer names come first. Vendor data sheets, without sparsity.
@@ -44,7 +44,7 @@ def _transformer_flops(tokens: int, width: int, layers: int, mlp_ratio: float, c
     return float(layers * (dense + attn))
 
 
-def _vit_flops(v: VisionConfig, embed_dim: int) -> float:
+def _vit_flops(v: ViTConfig, embed_dim: int) -> float:
     patches = v.grid_size**2
     kept = max(1, int(patches * (1.0 - v.patch_dropout))) if v.patch_dropout > 0 else patches
     patchify = 2 * patches * 3 * v.patch_size**2 * v.width
@@ -69,7 +69,7 @@ def _counted_flops(cfg: CLIPConfig) -> float:
 
 def flops_per_sample(cfg: CLIPConfig) -> float:
     """Training FLOPs (forward + backward) for one image-text pair under ``cfg``."""
-    vision = _vit_flops(cfg.vision, cfg.embed_dim) if cfg.vision.arch == "vit" else _counted_flops(cfg)
+    vision = _vit_flops(cfg.vision, cfg.embed_dim) if isinstance(cfg.vision, ViTConfig) else _counted_flops(cfg)
     t = cfg.text
     text = _transformer_flops(t.context_length, t.width, t.layers, t.mlp_ratio, True) + 2 * t.width * cfg.embed_dim
     return 3.0 * (vision + text)

@@ -22,9 +22,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from clipforge.checkpoint import PipelineConfig, load_state_into, save_checkpoint
 from clipforge.dist.sync import all_gather_object, all_reduce_mean, barrier
 from clipforge.errors import UserError
-from clipforge.train import checkpoint as ckpt
+from clipforge.pipeline import Pipeline
+from clipforge.train import state as train_state
 from clipforge.train.config import TrainConfig
 from clipforge.train.flops import flops_per_sample, peak_flops
 from clipforge.train.optim import build_optimizer
@@ -37,9 +39,8 @@ from clipforge.utils.rng import capture_rng, isolated_rng, restore_rng
 
 if TYPE_CHECKING:
     from clipforge.dist.env import World
-    from clipforge.pipeline import Pipeline
 
-EvalFn = Callable[["Pipeline"], dict[str, float]]
+EvalFn = Callable[[Pipeline], dict[str, float]]
 StepCallback = Callable[[int, dict[str, float]], None]
 FINAL_DIR = "final"
 
@@ -148,14 +149,12 @@ class Trainer:
     def save(self) -> None:
         state = self.state()
         if self.world.is_main:
-            ckpt.save_train_state(self.run_dir, self.step, state, self.cfg.checkpoint.keep_last)
+            train_state.save_train_state(self.run_dir, self.step, state, self.cfg.checkpoint.keep_last)
         barrier(self.world)
 
     def load(self, path: Path) -> None:
         """Restore a state saved by ``save``; the RNG is restored right before the loop starts."""
-        from clipforge.checkpoint import load_state_into
-
-        state = ckpt.load_train_state(path)
+        state = train_state.load_train_state(path)
         if state["model_config"] != to_dict(self.model_cfg):
             raise UserError(f"{path} was saved for a different model config than this run's",
                             hint="resume with the run's own config (run_dir/config.yaml)")
@@ -217,7 +216,7 @@ class Trainer:
                                     hint="check the data source and batch_size")
                 if batch is None:  # the epoch ran out (not the step budget)
                     self._end_epoch(reporter, batches)
-            if not ckpt.list_checkpoints(self.run_dir) or ckpt.list_checkpoints(self.run_dir)[-1][0] != self.step:
+            if not train_state.list_checkpoints(self.run_dir) or train_state.list_checkpoints(self.run_dir)[-1][0] != self.step:
                 self.save()
             final = self._export() if world.is_main else None
         finally:
@@ -292,7 +291,6 @@ class Trainer:
     def pipeline(self) -> Pipeline:
         """The current model as a Pipeline (for evaluation hooks)."""
         from clipforge.data.transforms import eval_transform
-        from clipforge.pipeline import Pipeline, PipelineConfig
 
         config = PipelineConfig(self.model_cfg, self.tok.config, self.preprocess)
         return Pipeline(self.model, self.tok.tokenize, eval_transform(self.preprocess), config)
@@ -308,9 +306,6 @@ class Trainer:
         barrier(self.world)
 
     def _export(self) -> Path:
-        from clipforge.checkpoint import save_checkpoint
-        from clipforge.pipeline import PipelineConfig
-
         config = PipelineConfig(self.model_cfg, self.tok.config, self.preprocess)
         return save_checkpoint(self.model, config, self.run_dir / FINAL_DIR, tokenizer_json=self.tok.json)
 
@@ -333,13 +328,13 @@ def run_training(
         on_step: ``(step, metrics)`` called after every step (tests use it to stop a run part-way).
     """
     from clipforge.dist.env import init_distributed
-    from clipforge.utils.cliconfig import write_resolved
+    from clipforge.utils.configs import write_resolved
 
     world = init_distributed(pick_device(cfg))
     trainer = Trainer(cfg, world, loader_factory=loader_factory, eval_fn=eval_fn, on_step=on_step)
     if world.is_main:
         write_resolved(cfg, trainer.run_dir)
-    start = ckpt.resolve_resume(cfg.run_dir, resume)
+    start = train_state.resolve_resume(cfg.run_dir, resume)
     if start is not None:
         trainer.load(start)
     return trainer.fit()

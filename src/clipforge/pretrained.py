@@ -14,6 +14,9 @@ import logging
 import os
 from pathlib import Path
 
+from clipforge.checkpoint import CONFIG_FILE, WEIGHTS_FILE, save_checkpoint
+from clipforge.convert.common import build_model
+from clipforge.convert.hf import HF_CONFIG_FILE, HF_PREPROCESSOR_FILE, HF_WEIGHT_FILES, import_hf
 from clipforge.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -28,9 +31,9 @@ KNOWN_PRETRAINED = (
     "laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
     "laion/CLIP-ViT-H-14-laion2B-s32B-b79K",
 )
-REQUIRED_FILES = ("config.json",)
-WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")  # either one, safetensors preferred
-OPTIONAL_FILES = ("preprocessor_config.json",)
+REQUIRED_FILES = (HF_CONFIG_FILE,)
+WEIGHT_FILES = HF_WEIGHT_FILES  # either one, safetensors preferred
+OPTIONAL_FILES = (HF_PREPROCESSOR_FILE,)
 OFFLINE_VALUES = ("1", "true", "yes", "on")
 
 
@@ -62,7 +65,7 @@ def _complete(folder: Path) -> bool:
 
 def _from_hub(repo: str, network: bool, hub_cache_dir: str | Path | None) -> Path | None:
     """The snapshot folder holding the repo's files, from the hub cache (or the hub when ``network``)."""
-    try:
+    try:  # deferred: the hub client is only needed when a name is not in the local cache
         from huggingface_hub import hf_hub_download
     except ImportError:
         return None
@@ -106,7 +109,7 @@ def resolve_pretrained(
     root = cache_root(cache_dir)
     slug = repo.replace("/", "--")
     converted = root / "converted" / slug
-    if (converted / "config.json").is_file() and (converted / "model.safetensors").is_file():
+    if (converted / CONFIG_FILE).is_file() and (converted / WEIGHTS_FILE).is_file():
         return converted
     if network is None:
         network = os.environ.get("HF_HUB_OFFLINE", "").lower() not in OFFLINE_VALUES
@@ -119,10 +122,6 @@ def resolve_pretrained(
             hint=f"download {base}/config.json and {base}/model.safetensors (optionally "
             f"{base}/preprocessor_config.json) into {manual}/, or run once with network access",
         )
-    from clipforge.checkpoint import save_checkpoint
-    from clipforge.convert.common import build_model
-    from clipforge.convert.hf import import_hf
-
     log.info("converting %s from %s into %s", repo, folder, converted)
     imported = import_hf(folder)
     save_checkpoint(build_model(imported), imported.config, converted)
