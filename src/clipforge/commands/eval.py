@@ -12,6 +12,8 @@ examples:
 Keys are the fields of clipforge.eval.config.EvalConfig: checkpoint, suite.{name, emoji_root,
 fashion_mnist_dir, templates, limit, probe_train_limit, batch_size, progress}, zeroshot, retrieval,
 linear_probe, device, out_dir, run_dir, report.
+suite.templates: openai (80), short (7), single, plain, emoji, drawing, a file, or auto (each benchmark's set
+chosen on the emoji set's validation classes).
 suites (suite.name): demo (emoji held-out classes, Fashion-MNIST and Animal-MNIST zero-shot), emoji (held-out
 classes and held-out subgroups; the latter is zero-shot only for a model trained on train_strict.jsonl),
 transfer (Fashion-MNIST and Animal-MNIST zero-shot + linear probe), full (all of them). Without a suite and

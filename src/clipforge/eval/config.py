@@ -22,7 +22,8 @@ class SuiteConfig:
         name: a key of ``clipforge.eval.suite.SUITES`` (``demo``, ``emoji``, ``transfer``, ``full``).
         emoji_root: the directory ``clipforge data emoji`` wrote.
         fashion_mnist_dir: Fashion-MNIST idx directory; empty means Debian's location.
-        templates: prompt template set for every zero-shot benchmark.
+        templates: prompt template set for every zero-shot benchmark, or ``auto``: each benchmark's own set,
+            chosen on its validation classes (see ``eval.prompt_select``).
         limit: at most this many test images per benchmark (evenly spaced), for quick runs; None = all.
         probe_train_limit: training images per linear probe.
         batch_size: images / texts per forward pass.

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from clipforge.errors import UserError
-from clipforge.eval import retrieval, suite, zeroshot
+from clipforge.eval import prompt_select, retrieval, suite, zeroshot
 from clipforge.eval.config import EVAL_CONFIG_FILE, EvalConfig, SuiteConfig
 from clipforge.eval.datasets import DatasetConfig
 from clipforge.eval.runner import evaluate_and_report
@@ -86,7 +86,8 @@ def run_eval(cfg: EvalConfig, pipeline: Pipeline | None = None) -> suite.SuiteRe
     if not cfg.checkpoint:
         raise UserError("no checkpoint to evaluate", hint="clipforge eval CHECKPOINT [KEY=VALUE ...]")
     settings = suite_config(cfg)
-    get_templates(settings.templates)  # a bad template file is reported before the model loads
+    if settings.templates != prompt_select.AUTO:
+        get_templates(settings.templates)  # a bad template file is reported before the model loads
     chosen = benchmarks(cfg)
     start = time.perf_counter()
     if pipeline is None:
