@@ -4,7 +4,9 @@
     model.safetensors  the model's state dict, in clipforge's own parameter names
     tokenizer.json     only when the tokenizer kind is "file" (a trained vocabulary)
 
-This module is the only place that knows these file names and how they are written and read. Loading a
+This module is the only place that knows how these files are written and read; the names are defined here
+(``CONFIG_FILE``, ``WEIGHTS_FILE``) and beside the tokenizer's config (``text.config.TOKENIZER_FILE``, which
+the tokenizer reads without depending on this module). Loading a
 directory into a usable model, tokenizer and preprocessing is ``clipforge.pipeline.load``.
 """
 
@@ -21,13 +23,12 @@ from safetensors.torch import load_file, save_file
 from clipforge.data.config import PreprocessConfig
 from clipforge.errors import UserError
 from clipforge.model.config import CLIPConfig
-from clipforge.text.config import TokenizerConfig
+from clipforge.text.config import TOKENIZER_FILE, TokenizerConfig
 from clipforge.utils.configs import from_dict, to_dict
 from clipforge.utils.io import atomic_path, atomic_write_text
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-TOKENIZER_FILE = "tokenizer.json"
 CONVERT_HINT = "convert foreign weights first with 'clipforge convert --from {openai,open_clip,hf} SRC --out DIR'"
 
 

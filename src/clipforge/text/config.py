@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+# A trained or imported vocabulary, saved beside config.json in a checkpoint (and in a training run directory).
+TOKENIZER_FILE = "tokenizer.json"
+
 
 @dataclass(frozen=True)
 class TokenizerConfig:

@@ -28,11 +28,10 @@ import torch
 from tokenizers import Tokenizer as Backend
 from tokenizers.models import BPE
 
-from clipforge.checkpoint import TOKENIZER_FILE
 from clipforge.errors import UserError
 from clipforge.text import bpe
 from clipforge.text.clean import clean_text
-from clipforge.text.config import TokenizerConfig
+from clipforge.text.config import TOKENIZER_FILE, TokenizerConfig
 
 OPENAI_VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"
 DEFAULT_CONTEXT_LENGTH = 77
