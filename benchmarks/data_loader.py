@@ -31,7 +31,7 @@ def main() -> None:
     from clipforge.data.builders.emoji import build_emoji
     from clipforge.data.config import DataConfig, PreprocessConfig
     from clipforge.data.loader import build_loader
-    from clipforge.data.shards import write_shards
+    from clipforge.data.sharding import write_shards
     from clipforge.data.sources import open_source
     from clipforge.dist.env import World
 

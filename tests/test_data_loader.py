@@ -12,7 +12,7 @@ from data_helpers import decode_tokens, make_jsonl, toy_tokenizer, write_image
 from clipforge.data.config import DataConfig, PreprocessConfig
 from clipforge.data.datasets import rank_batch_ranges
 from clipforge.data.loader import build_loader
-from clipforge.data.shards import write_shards
+from clipforge.data.sharding import write_shards
 from clipforge.data.sources import open_source
 from clipforge.dist.env import World
 

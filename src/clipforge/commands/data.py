@@ -60,7 +60,7 @@ def _run_emoji(args: argparse.Namespace) -> int:
 
 
 def _run_shard(args: argparse.Namespace) -> int:
-    from clipforge.data.shards import write_shards
+    from clipforge.data.sharding import write_shards
     from clipforge.data.sources import open_source
     from clipforge.errors import UserError
 

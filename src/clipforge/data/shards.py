@@ -1,29 +1,24 @@
-"""WebDataset tar shards as files: members grouped into samples, and writing shards.
+"""WebDataset tar shards as files: members grouped into samples, and the shard index.
 
 A sample is the run of consecutive tar members sharing a key; the key is a member's path up to the first dot
 of its file name and the rest, lower-cased, is the member's extension (WebDataset's convention:
 ``dir/0001.jpg`` and ``dir/0001.txt`` are sample ``dir/0001`` with members ``jpg`` and ``txt``). Which
 extensions are images and where captions come from are rules of ``clipforge.data.sources``.
-``write_shards`` also writes ``shards.json`` with each shard's sample count, so loaders know the sizes
-without reading the shards.
+``clipforge.data.sharding.write_shards`` also writes ``shards.json`` with each shard's sample count, so
+loaders know the sizes without reading the shards (``read_index``).
 """
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import re
 import tarfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from clipforge.errors import UserError
-
-if TYPE_CHECKING:
-    from clipforge.data.sources import Source
 
 log = logging.getLogger(__name__)
 
@@ -85,94 +80,3 @@ def read_index(folder: Path) -> dict[str, int]:
         return {str(folder / e["name"]): int(e["count"]) for e in entries}
     except (ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{index}: invalid shard index ({exc})", hint="delete it; shard sizes are then counted") from exc
-
-
-@dataclass
-class WriteStats:
-    written: int = 0
-    shards: list[dict] = field(default_factory=list)
-    skipped: dict[str, int] = field(default_factory=dict)
-
-
-def write_shards(
-    source: Source,
-    out: str | Path,
-    *,
-    resize: int | None = None,
-    shard_size: int = 1000,
-    image_format: str = "jpg",
-    progress: bool = True,
-) -> WriteStats:
-    """Write a source's items as WebDataset shards ``out/shard-000000.tar`` ... and ``out/shards.json``.
-
-    Args:
-        source: the items to write (``clipforge.data.sources.open_source``).
-        out: output folder.
-        resize: if set, images whose shortest side exceeds it are downscaled (bicubic, aspect kept) to it.
-        shard_size: samples per shard (the last shard may be smaller).
-        image_format: "jpg" (quality 95) or "png" (lossless; better for drawings and emoji).
-        progress: show a progress bar.
-    """
-    import webdataset as wds
-    from PIL import Image
-    from rich.progress import Progress
-
-    from clipforge.data.skips import SkipStats
-    from clipforge.data.sources import read_bytes
-    from clipforge.data.transforms import BadImageError, ImageTooLarge, load_image, resized_size
-    from clipforge.utils.io import atomic_write_text
-
-    if image_format not in ("jpg", "png"):
-        raise UserError(f"unknown image format '{image_format}'", hint="use jpg or png")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    stats, skipped = WriteStats(), SkipStats()
-    shard_names: list[str] = []
-    counts: list[int] = []
-
-    def note_shard(fname: str) -> None:  # ShardWriter calls this as each shard closes
-        shard_names.append(Path(fname).name)
-        counts.append(stats.written - sum(counts))
-
-    with (
-        wds.ShardWriter(str(out / "shard-%06d.tar"), maxcount=shard_size, verbose=0, post=note_shard) as sink,
-        Progress(disable=not progress) as bar,
-    ):
-        task = bar.add_task("writing shards", total=len(source.items))
-        for i, item in enumerate(source.items):
-            bar.advance(task)
-            if not item.captions:
-                skipped.add(item.caption_error or "empty_caption", item.path)
-                continue
-            try:
-                img = load_image(read_bytes(source.root, item.path), item.path)
-            except (OSError, KeyError):
-                skipped.add("missing", item.path)
-                continue
-            except ImageTooLarge as exc:
-                log.warning("skipping %s", exc)
-                skipped.add("too_large", item.path)
-                continue
-            except BadImageError as exc:
-                log.warning("skipping %s", exc)
-                skipped.add("corrupt", item.path)
-                continue
-            if resize and min(img.size) > resize:
-                img = img.resize(resized_size(img.width, img.height, resize), Image.Resampling.BICUBIC)
-            buf = io.BytesIO()
-            img.save(buf, format="JPEG" if image_format == "jpg" else "PNG", quality=95)
-            meta = {"captions": list(item.captions), "source": Path(item.path).name}
-            sink.write({"__key__": f"{i:09d}", image_format: buf.getvalue(), "txt": "\n".join(item.captions),
-                        "json": meta})
-            stats.written += 1
-    stats.skipped = dict(skipped.counts)
-    skipped.log(log, f"writing shards of {source.spec}")
-    if stats.written == 0:
-        for name in shard_names:
-            (out / name).unlink(missing_ok=True)
-        raise UserError(f"{source.spec}: no usable samples to write (skipped: {skipped.summary()})")
-    stats.shards = [{"name": n, "count": c} for n, c in zip(shard_names, counts, strict=True)]
-    index = {"shards": stats.shards, "total": stats.written, "skipped": stats.skipped}
-    atomic_write_text(out / INDEX_FILE, json.dumps(index, indent=1) + "\n")
-    log.info("wrote %d samples in %d shards to %s", stats.written, len(shard_names), out)
-    return stats
