@@ -9,7 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from clipforge.convert.hf import import_hf
+from clipforge.convert.open_clip import import_open_clip
+from clipforge.convert.openai import import_openai
 from clipforge.errors import UserError
+from clipforge.model.registry import get_config
 
 if TYPE_CHECKING:
     from clipforge.convert.common import Imported
@@ -29,8 +33,6 @@ def resolve_config_arg(value: str | None, kind: str) -> CLIPConfig | Path | None
         UserError: for a missing file, an unknown model name (listing the known ones), or a config file
             given for OpenAI weights (OpenAI has no config format; name the model instead).
     """
-    from clipforge.model.registry import get_config
-
     if value is None:
         return None
     path = Path(value)
@@ -57,13 +59,7 @@ def import_weights(kind: str, src: str | Path, config: str | None = None) -> Imp
     if not Path(src).exists():
         raise UserError(f"{src}: no such file or directory")
     if kind == "openai":
-        from clipforge.convert.openai import import_openai
-
         return import_openai(src, cfg)  # type: ignore[arg-type]
     if kind == "open_clip":
-        from clipforge.convert.open_clip import import_open_clip
-
         return import_open_clip(src, cfg)
-    from clipforge.convert.hf import import_hf
-
     return import_hf(src, cfg)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal, NamedTuple
 
 import torch
+from safetensors.torch import load_file
 
 from clipforge.checkpoint import PipelineConfig
 from clipforge.data.config import OPENAI_MEAN, OPENAI_STD, PreprocessConfig
@@ -227,8 +228,6 @@ def read_state_file(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
         try:
             return load_file(str(path))
         except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save_file
 
 from clipforge.checkpoint import PipelineConfig
 from clipforge.convert.common import (
@@ -241,8 +242,6 @@ def export_hf(state: dict[str, torch.Tensor], config: PipelineConfig, out_dir: s
         config: the checkpoint's pipeline config.
         out_dir: the folder to create; ``CLIPModel.from_pretrained(out_dir)`` loads it.
     """
-    from safetensors.torch import save_file
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     hf_state = export_state(state, hf_rules(config.model))

@@ -15,6 +15,12 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from clipforge.dist import gather as dist_gather
+from clipforge.errors import UserError
+from clipforge.loss.contrastive import contrastive_loss
+from clipforge.loss.distill import distill_loss
+from clipforge.loss.sigmoid import sigmoid_loss
+
 if TYPE_CHECKING:
     import torch
 
@@ -48,32 +54,24 @@ def build_loss(cfg: LossConfig, world: World) -> LossFn:
         world: this process's place in the job (dist.env.init_distributed).
     Returns: ``loss_fn(out, teacher=None) -> scalar``.
     """
-    from clipforge.errors import UserError
-
     if cfg.chunk_size < 0:
         raise UserError(f"loss.chunk_size must be >= 0, got {cfg.chunk_size}")
     if cfg.kind not in ("contrastive", "sigmoid", "distill"):
         raise UserError(f"unknown loss.kind {cfg.kind!r}", hint="use contrastive, sigmoid or distill")
     gather = ring = None
     if world.distributed:
-        from clipforge.dist import gather as g
-
         if cfg.gather_with_grad:
-            gather = g.all_gather_with_grad
+            gather = dist_gather.all_gather_with_grad
         else:
             factor = 1.0 if cfg.local_loss else float(world.world_size)
-            gather = functools.partial(g.all_gather_no_grad, local_grad_scale=factor)
-        ring = g.ring_blocks
+            gather = functools.partial(dist_gather.all_gather_no_grad, local_grad_scale=factor)
+        ring = dist_gather.ring_blocks
     w = world.world_size
 
     if cfg.kind == "sigmoid":
-        from clipforge.loss.sigmoid import sigmoid_loss
-
         return lambda out, teacher=None: sigmoid_loss(out, ring, world_size=w)
 
     if cfg.kind == "distill":
-        from clipforge.loss.distill import distill_loss
-
         def distill_fn(out: CLIPOutput, teacher: CLIPOutput | None = None) -> torch.Tensor:
             if teacher is None:
                 raise UserError("loss kind 'distill' needs the teacher's output for the batch",
@@ -83,8 +81,6 @@ def build_loss(cfg: LossConfig, world: World) -> LossFn:
                                 contrastive_weight=cfg.contrastive_weight)
 
         return distill_fn
-
-    from clipforge.loss.contrastive import contrastive_loss
 
     return lambda out, teacher=None: contrastive_loss(
         out, gather, world_size=w, local_loss=cfg.local_loss, chunk_size=cfg.chunk_size

@@ -22,10 +22,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from rich.progress import Progress
+from safetensors.torch import load_file, save_file
 
 from clipforge.errors import UserError
 from clipforge.loss.contrastive import Gather, RowsColumns, infonce, rows_and_columns
 from clipforge.model.clip import CLIPOutput
+from clipforge.utils.io import atomic_path
 
 FEATURES_FILE = "teacher_features.safetensors"
 
@@ -86,8 +89,6 @@ class TeacherFeatures:
     """
 
     def __init__(self, path: str | Path) -> None:
-        from safetensors.torch import load_file
-
         self.path = Path(path)
         file = self.path / FEATURES_FILE
         if not file.is_file():
@@ -130,11 +131,6 @@ def precompute_teacher_features(teacher_model: torch.nn.Module, loader: Iterable
         out_dir: directory to write ``teacher_features.safetensors`` into.
     Returns: the path of the written file.
     """
-    from rich.progress import Progress
-    from safetensors.torch import save_file
-
-    from clipforge.utils.io import atomic_path
-
     device = next(teacher_model.parameters()).device
     was_training = teacher_model.training
     teacher_model.eval()
