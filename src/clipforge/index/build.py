@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from clipforge.errors import UserError
 from clipforge.index.manifest import (
@@ -22,7 +23,9 @@ from clipforge.index.store import (
     choose_params,
     exact_neighbours,
     params_json,
+    recall_at_k,
     recall_queries,
+    set_nprobe,
     tune_nprobe,
 )
 
@@ -50,8 +53,6 @@ class Embeddings:
 
 def read_embeddings(emb_dir: str | Path) -> Embeddings:
     """Load an embedding directory written by ``clipforge embed`` (vectors as float32)."""
-    import pyarrow.parquet as pq
-
     emb = Path(emb_dir)
     manifest = read_embed_manifest(emb)
     meta = pq.read_table(emb / METADATA_FILE).to_pydict()
@@ -97,10 +98,6 @@ def build_store(emb: Embeddings, *, kind: str = "auto", quant: str = "none", nli
     queries = recall_queries(emb.image, recall_sample, seed=seed)
     truth = exact_neighbours(emb.image, emb.ids, queries, k)
     if nprobe is not None and params.kind == "ivf":
-        from dataclasses import replace
-
-        from clipforge.index.store import recall_at_k, set_nprobe
-
         params = replace(params, nprobe=min(nprobe, params.nlist))
         set_nprobe(index, params.nprobe)
         recall, curve = recall_at_k(index, queries, truth, k), {}

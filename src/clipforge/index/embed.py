@@ -22,13 +22,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from clipforge.data.config import DEFAULT_MAX_PIXELS
 from clipforge.data.skips import SkipStats
 from clipforge.data.sources import Item, Source, read_bytes
 from clipforge.data.transforms import ImageTooLarge, load_image
 from clipforge.errors import UserError
-from clipforge.index.manifest import PARTS_DIR, EmbedManifest, content_hash
+from clipforge.index.manifest import PARTS_DIR, EmbedManifest, content_hash, read_embed_manifest
 from clipforge.index.parts import done_hashes, merge, write_part
 from clipforge.utils.io import atomic_write_text, ensure_dir
 
@@ -140,8 +141,6 @@ def embed_collection(
         progress: show a rich progress bar (rank 0 only).
         max_pixels: decoding budget per image; larger images are skipped and counted as ``too_large``.
     """
-    from clipforge.index.manifest import read_embed_manifest
-
     if dtype not in ("float16", "float32"):
         raise UserError(f"dtype must be float16 or float32, got {dtype!r}")
     check_batching(batch_size, workers, max_pixels)
@@ -250,7 +249,6 @@ class _progress:
     def __enter__(self) -> Callable[[int], None]:
         if not self.enabled:
             return lambda n: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.bar = Progress(
             TextColumn("{task.description}"),

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from clipforge.checkpoint import read_config
 from clipforge.errors import UserError
+from clipforge.utils.configs import to_dict
 
 EMBED_MANIFEST = "embed.json"
 METADATA_FILE = "metadata.parquet"
@@ -34,8 +36,6 @@ def checkpoint_fingerprint(ckpt_dir: str | Path) -> dict[str, str]:
     The hash covers the canonical JSON of config.json (model, tokenizer and preprocessing), so two
     checkpoints with the same architecture but different preprocessing get different hashes.
     """
-    from clipforge.checkpoint import read_config
-
     return {"path": str(Path(ckpt_dir).resolve()), "config_sha256": config_sha256(read_config(ckpt_dir))}
 
 
@@ -45,8 +45,6 @@ def config_sha256(config: Any) -> str:
     Args:
         config: a frozen config dataclass, e.g. a ``PipelineConfig``.
     """
-    from clipforge.utils.configs import to_dict
-
     canonical = json.dumps(to_dict(config), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 

@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from clipforge.errors import UserError
+from clipforge.utils.io import atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,6 @@ def read_concepts(path: str | Path) -> list[Concept]:
     Raises:
         UserError: naming the file and the entry that is malformed.
     """
-    import yaml
-
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -81,10 +81,6 @@ def read_concepts(path: str | Path) -> list[Concept]:
 
 
 def write_concepts(path: str | Path, concepts: list[Concept]) -> None:
-    import yaml
-
-    from clipforge.utils.io import atomic_write_text
-
     data = {"concepts": [{"name": c.name, "prompts": list(c.prompts), "threshold": c.threshold} for c in concepts]}
     atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
 

@@ -6,19 +6,21 @@ import csv
 import io
 import json
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from clipforge.data.sources import Item, Source, open_source
 from clipforge.errors import UserError
-from clipforge.index.moderate import Calibration, Concept, Moderator, calibrate, with_thresholds
+from clipforge.index.build import read_embeddings
+from clipforge.index.embed import embed_in_memory
+from clipforge.index.manifest import EMBED_MANIFEST, checkpoint_fingerprint
+from clipforge.index.moderate import Calibration, Concept, Moderator, calibrate, with_thresholds, write_concepts
+from clipforge.index.search import Searcher
+from clipforge.pipeline import Pipeline
 from clipforge.utils.io import atomic_write_text
-
-if TYPE_CHECKING:
-    from clipforge.pipeline import Pipeline
 
 
 def read_labelled(csv_path: Path, concepts: list[Concept]) -> tuple[Source, list[tuple[str, str, bool]]]:
@@ -51,9 +53,6 @@ def read_labelled(csv_path: Path, concepts: list[Concept]) -> tuple[Source, list
 def calibrate_from_csv(pipeline: Pipeline, concepts: list[Concept], csv_path: Path, precision: float,
                        **embed_opts: Any) -> tuple[list[Concept], dict[str, Calibration]]:
     """Concepts with thresholds calibrated to ``precision`` on the labelled CSV, and each calibration."""
-    from clipforge.index.embed import embed_in_memory
-    from clipforge.index.search import Searcher
-
     collection, rows = read_labelled(csv_path, concepts)
     paths, vectors, _ = embed_in_memory(pipeline, collection, progress=False, **embed_opts)
     row_of = {p: i for i, p in enumerate(paths)}
@@ -76,12 +75,7 @@ def moderate_collection(pipeline: Pipeline, checkpoint: str, src: str, concepts:
 
     ``src`` may be an embedding directory made with the same checkpoint (nothing is re-embedded).
     """
-    from clipforge.index.embed import embed_in_memory
-    from clipforge.index.manifest import EMBED_MANIFEST, checkpoint_fingerprint
-
     if (Path(src) / EMBED_MANIFEST).is_file():
-        from clipforge.index.build import read_embeddings
-
         emb = read_embeddings(src)
         if emb.checkpoint["config_sha256"] != checkpoint_fingerprint(checkpoint)["config_sha256"]:
             raise UserError(f"{src} was embedded with another checkpoint ({emb.checkpoint['path']})")
@@ -103,10 +97,6 @@ def moderate_collection(pipeline: Pipeline, checkpoint: str, src: str, concepts:
 def write_report(out: Path, concepts: list[Concept], calibrations: dict[str, Calibration],
                  rows: list[dict[str, Any]], total: int, skipped: dict[str, int], precision: float) -> None:
     """OUT/report.json (everything), OUT/report.csv (flagged rows), OUT/concepts.yaml (thresholds used)."""
-    from dataclasses import asdict
-
-    from clipforge.index.moderate import write_concepts
-
     out.mkdir(parents=True, exist_ok=True)
     report = {
         "images": total,

@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from clipforge.index.manifest import (
     EMBED_MANIFEST,
@@ -30,9 +32,6 @@ def save_npy(path: Path, array: np.ndarray) -> None:
 
 
 def save_table(path: Path, columns: dict[str, list]) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     with atomic_path(path) as tmp:
         pq.write_table(pa.table(columns), tmp)
 
@@ -46,8 +45,6 @@ def write_part(out_dir: Path, name: str, meta: dict[str, list], image: np.ndarra
 
 
 def _read_part(meta_path: Path) -> tuple[dict[str, list], np.ndarray, np.ndarray]:
-    import pyarrow.parquet as pq
-
     stem = meta_path.name[: -len(".parquet")]
     meta = pq.read_table(meta_path).to_pydict()
     image = np.load(meta_path.parent / f"{stem}.image.npy")
@@ -61,8 +58,6 @@ def complete_parts(out_dir: Path) -> list[Path]:
 
 def read_merged(out_dir: Path) -> tuple[dict[str, list], np.ndarray | None, np.ndarray | None]:
     """The merged metadata and vectors of ``out_dir`` (empty when nothing was merged yet)."""
-    import pyarrow.parquet as pq
-
     if not (out_dir / METADATA_FILE).is_file():
         return {}, None, None
     meta = pq.read_table(out_dir / METADATA_FILE).to_pydict()
@@ -71,8 +66,6 @@ def read_merged(out_dir: Path) -> tuple[dict[str, list], np.ndarray | None, np.n
 
 def done_hashes(out_dir: Path) -> dict[str, str]:
     """path -> content hash of every item already embedded in ``out_dir`` (merged files and complete parts)."""
-    import pyarrow.parquet as pq
-
     done: dict[str, str] = {}
     sources = [out_dir / METADATA_FILE] if (out_dir / METADATA_FILE).is_file() else []
     for path in sources + complete_parts(out_dir):

@@ -13,14 +13,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from clipforge.errors import UserError
+from clipforge.index.manifest import config_sha256
 from clipforge.index.store import IndexStore, load_store
+from clipforge.pipeline import Pipeline, load
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-    from clipforge.pipeline import Pipeline
 
 # Zero-shot prompts, averaged per label (CLIP paper, section 3.1.4: prompt ensembling helps).
 LABEL_TEMPLATES = ("a photo of a {}.", "a picture of a {}.", "an image of a {}.")
@@ -57,8 +59,6 @@ class LabelScore:
 
 def check_pipeline(pipeline: Pipeline, checkpoint: dict[str, str]) -> None:
     """Refuse a pipeline whose config differs from the one that made the index's vectors."""
-    from clipforge.index.manifest import config_sha256
-
     if config_sha256(pipeline.config) != checkpoint.get("config_sha256"):
         raise UserError(
             f"the model given does not match the one that built this index ({checkpoint.get('path')})",
@@ -68,9 +68,6 @@ def check_pipeline(pipeline: Pipeline, checkpoint: dict[str, str]) -> None:
 
 def embed_texts(pipeline: Pipeline, texts: list[str]) -> np.ndarray:
     """(N, D) float32 unit vectors for ``texts``, embedded with ``pipeline``."""
-    import torch
-    import torch.nn.functional as F
-
     with torch.inference_mode():
         model = pipeline.model
         tokens = pipeline.tokenizer(texts).to(next(model.parameters()).device)  # (N, L)
@@ -89,8 +86,6 @@ class Searcher:
     def __init__(self, store: IndexStore, pipeline: Pipeline | None = None, device: str = "cpu") -> None:
         self.store = store
         if pipeline is None:
-            from clipforge.pipeline import load
-
             ckpt = store.manifest["checkpoint"]["path"]
             if not Path(ckpt).exists():
                 raise UserError(f"the checkpoint that built this index is gone: {ckpt}",
@@ -118,9 +113,6 @@ class Searcher:
 
     def embed_image(self, image: Any) -> np.ndarray:
         """(1, D) float32 unit vector for an RGB PIL image."""
-        import torch
-        import torch.nn.functional as F
-
         with self.lock, torch.inference_mode():
             model = self.pipeline.model
             param = next(model.parameters())

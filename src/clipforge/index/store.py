@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from clipforge.errors import UserError
 from clipforge.utils.io import atomic_path, atomic_write_text
@@ -78,9 +80,17 @@ def choose_params(n: int, dim: int, kind: str = "auto", quant: str = "none", nli
     return IndexParams("ivf", nlist=lists, nprobe=min(8, lists), quant=quant, m=pq_m)
 
 
-def quiet_faiss() -> None:
-    """faiss logs every CPU-feature library it fails to load at INFO: noise for our users."""
+def faiss_module() -> Any:
+    """The faiss module, imported on first use.
+
+    Deferred on purpose: importing faiss takes about a second (it probes the CPU's instruction sets), which
+    every importer of this module would pay, and it logs each library it fails to load at INFO, noise for
+    our users: its loader's log is quieted first.
+    """
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    import faiss  # deferred: see the docstring
+
+    return faiss
 
 
 def build_index(vectors: np.ndarray, ids: np.ndarray, params: IndexParams, seed: int = 0) -> Any:
@@ -92,9 +102,7 @@ def build_index(vectors: np.ndarray, ids: np.ndarray, params: IndexParams, seed:
         params: from ``choose_params``.
         seed: seeds the choice of training points and k-means.
     """
-    quiet_faiss()
-    import faiss
-
+    faiss = faiss_module()
     dim = vectors.shape[1]
     index = faiss.index_factory(dim, params.factory(dim), faiss.METRIC_INNER_PRODUCT)
     if params.kind == "ivf":
@@ -112,8 +120,7 @@ def build_index(vectors: np.ndarray, ids: np.ndarray, params: IndexParams, seed:
 
 
 def set_nprobe(index: Any, nprobe: int) -> None:
-    import faiss
-
+    faiss = faiss_module()
     ivf = faiss.try_extract_index_ivf(index)
     if ivf is not None:
         ivf.nprobe = nprobe
@@ -135,8 +142,7 @@ def recall_queries(vectors: np.ndarray, sample: int, seed: int = 0) -> np.ndarra
 
 def exact_neighbours(vectors: np.ndarray, ids: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
     """(Q, k) ids of the exact top-k inner-product neighbours (faiss.knn: no index copy of the vectors)."""
-    import faiss
-
+    faiss = faiss_module()
     _, rows = faiss.knn(queries, vectors, k, metric=faiss.METRIC_INNER_PRODUCT)
     return ids[rows]
 
@@ -215,10 +221,7 @@ class IndexStore:
 
     def save(self, out_dir: str | Path) -> None:
         """Write every file atomically, the manifest last."""
-        import faiss
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
+        faiss = faiss_module()
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         with atomic_path(out / INDEX_FILE) as tmp:
@@ -238,10 +241,7 @@ def load_store(index_dir: str | Path) -> IndexStore:
     Raises:
         UserError: when ``index_dir`` is not an index directory.
     """
-    quiet_faiss()
-    import faiss
-    import pyarrow.parquet as pq
-
+    faiss = faiss_module()
     path = Path(index_dir)
     if not (path / INDEX_MANIFEST).is_file():
         raise UserError(
