@@ -65,10 +65,10 @@ def _complete(folder: Path) -> bool:
 
 def _from_hub(repo: str, network: bool, hub_cache_dir: str | Path | None) -> Path | None:
     """The snapshot folder holding the repo's files, from the hub cache (or the hub when ``network``)."""
-    try:  # deferred: the hub client is only needed when a name is not in the local cache
-        from huggingface_hub import hf_hub_download
-    except ImportError:
-        return None
+    # Deferred on purpose: the hub client takes most of a second to import and is needed only for names that
+    # are not a local checkpoint, while every clipforge.load imports this module.
+    from huggingface_hub import hf_hub_download
+
     kwargs = {"repo_id": repo, "cache_dir": hub_cache_dir, "local_files_only": not network}
     try:
         config = Path(hf_hub_download(filename=REQUIRED_FILES[0], **kwargs))

@@ -27,9 +27,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from PIL import Image
 
 from clipforge.data.skips import SkipStats
 from clipforge.data.sources import Item, Source, list_images, open_source
+from clipforge.data.transforms import load_image
 from clipforge.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -103,8 +105,6 @@ class ArrayImages(ImageSet):
         return int(self.array.shape[0])
 
     def load(self, index: int) -> Any:
-        from PIL import Image
-
         return Image.fromarray(self.array[index], mode="L").convert("RGB")
 
 
@@ -119,8 +119,6 @@ class FileImages(ImageSet):
         return len(self.paths)
 
     def load(self, index: int) -> Any:
-        from clipforge.data.transforms import load_image
-
         return load_image(self.paths[index], fill_color=self.fill)
 
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from clipforge.data.skips import SkipStats
 from clipforge.data.transforms import ImageTooLarge
@@ -58,7 +59,6 @@ def check_finite(features: torch.Tensor, desc: str) -> torch.Tensor:
 def _progress(total: int, desc: str, enabled: bool):
     if not enabled:
         return contextlib.nullcontext(None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     return Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import torch
 
+from clipforge.data.transforms import silhouette
 from clipforge.eval import zeroshot
 from clipforge.eval.datasets import ClassificationData, DatasetConfig, ImageSet, load_classification
 from clipforge.eval.features import encode_images
@@ -63,8 +64,6 @@ class SilhouetteImages(ImageSet):
         return len(self.base)
 
     def load(self, index: int) -> Any:
-        from clipforge.data.transforms import silhouette
-
         return silhouette(self.base.load(index), self.level)
 
 

@@ -16,6 +16,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from clipforge.data.tables import read_json_lines
 from clipforge.errors import UserError
 from clipforge.eval import svg
@@ -80,10 +82,6 @@ def _pct(v: float) -> str:
 
 def _data_uri(image: Any) -> str | None:
     """A PNG data URI of a PIL image's thumbnail; None for anything else (e.g. a tensor in tests)."""
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover - pillow is a dependency
-        return None
     if not isinstance(image, Image.Image):
         return None
     thumb = image.convert("RGB")

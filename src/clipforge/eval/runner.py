@@ -16,8 +16,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+from rich.console import Console
+from rich.table import Table
+
 from clipforge.errors import UserError
 from clipforge.eval import report, suite
+from clipforge.eval.datasets import jsonl_labels
 from clipforge.pipeline import Pipeline
 from clipforge.utils.configs import to_dict
 
@@ -47,7 +52,6 @@ def read_run_dir(run_dir: str | Path | None) -> tuple[list[dict[str, Any]] | Non
         if path.is_file():
             if path.suffix == ".json":
                 return rows, json.loads(path.read_text())
-            import yaml
 
             loaded = yaml.safe_load(path.read_text())
             return rows, loaded if isinstance(loaded, dict) else None
@@ -65,8 +69,6 @@ def _find(config: dict[str, Any], key: str) -> Any:
 
 
 def _labels(path: Path) -> set[str]:
-    from clipforge.eval.datasets import jsonl_labels
-
     return jsonl_labels(path)
 
 
@@ -109,9 +111,6 @@ def _template_meta(result: suite.SuiteResult) -> dict[str, str]:
 
 def print_table(result: suite.SuiteResult) -> None:
     """The metrics as a rich table, then one line per skipped benchmark."""
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title="clipforge eval")
     for col in ("benchmark", "metric", "value"):
         table.add_column(col)

@@ -26,8 +26,11 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
+from PIL import Image
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from clipforge.data.sources import read_bytes
+from clipforge.data.transforms import load_image
 from clipforge.errors import UserError
 from clipforge.index.search import MAX_K
 
@@ -67,8 +70,6 @@ class _ThumbCache:
 
 def _read_upload(upload: UploadFile, limit: int) -> Any:
     """Decode an uploaded image, enforcing the size limit (413) and a readable format (400)."""
-    from clipforge.data.transforms import load_image
-
     data = upload.file.read(limit + 1)
     if len(data) > limit:
         raise HTTPException(413, f"upload larger than {limit // (1024 * 1024)} MB")
@@ -113,8 +114,6 @@ def create_app(searcher: Searcher, moderator: Moderator | None = None, max_uploa
         moderator: concept thresholds for /moderate; without it /moderate answers 400.
         max_upload: largest accepted image upload in bytes (larger: 413).
     """
-    from clipforge.data.sources import read_bytes
-
     app = FastAPI(title="clipforge search", docs_url="/docs", redoc_url=None)
     _install_error_handlers(app)
     thumbs = _ThumbCache(THUMB_CACHE)
@@ -200,10 +199,6 @@ def create_app(searcher: Searcher, moderator: Moderator | None = None, max_uploa
 
 def _thumbnail(data: bytes, name: str) -> bytes:
     """A JPEG of at most THUMB_SIDE pixels a side (transparent images were flattened by the loader)."""
-    from PIL import Image
-
-    from clipforge.data.transforms import load_image
-
     image = load_image(data, name)
     image.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS)
     buf = io.BytesIO()

@@ -15,6 +15,7 @@ import logging
 from collections.abc import Mapping
 from pathlib import Path
 
+from rich.progress import Progress
 from tokenizers import Regex, decoders, pre_tokenizers
 from tokenizers import Tokenizer as Backend
 from tokenizers.models import BPE
@@ -154,8 +155,6 @@ def train_merges(
     table = latin1_to_symbols()
     symbol_counts = {w.encode("utf-8").decode("latin-1").translate(table): c for w, c in word_counts.items()}
     if show_progress:
-        from rich.progress import Progress
-
         with Progress(transient=True) as progress:
             task = progress.add_task("learning BPE merges", total=num_merges)
             merges = learn_merges(
