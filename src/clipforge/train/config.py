@@ -16,6 +16,8 @@ from clipforge.data.config import DataConfig, PreprocessConfig
 from clipforge.errors import UserError
 from clipforge.loss.config import LossConfig
 from clipforge.model.config import CLIPConfig
+from clipforge.model.registry import get_config
+from clipforge.utils.configs import resolve_config, to_dict
 
 
 @dataclass(frozen=True)
@@ -137,9 +139,6 @@ class TrainConfig:
 
 
 def _model_dict(name: str) -> dict[str, Any]:
-    from clipforge.model.registry import get_config
-    from clipforge.utils.configs import to_dict
-
     return to_dict(get_config(name))
 
 
@@ -149,8 +148,6 @@ def load_train_config(yaml_path: str | Path | None, overrides: Sequence[str] = (
     ``model.vision.patch_dropout=0.5`` works while ``model`` is a registry name: the name is expanded to its
     full config first.
     """
-    from clipforge.utils.configs import resolve_config
-
     cfg = resolve_config(TrainConfig, yaml_path, overrides, expand={"model": _model_dict})
     if isinstance(cfg.model, str):
         _model_dict(cfg.model)  # an unknown name fails now, listing the known ones
@@ -159,8 +156,6 @@ def load_train_config(yaml_path: str | Path | None, overrides: Sequence[str] = (
 
 def resolve_model(cfg: TrainConfig, vocab_size: int | None = None) -> CLIPConfig:
     """The CLIPConfig the run trains: the named or given config, with the run's image size and vocabulary."""
-    from clipforge.model.registry import get_config
-
     model = get_config(cfg.model) if isinstance(cfg.model, str) else cfg.model
     if cfg.image_size:
         try:

@@ -11,7 +11,9 @@ Patch dropout is taken into account by the kept token count.
 from __future__ import annotations
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
+from clipforge.model.clip import CLIP
 from clipforge.model.config import CLIPConfig, ViTConfig
 
 # Dense peak FLOP/s per device: (bf16 tensor cores, fp32/tf32 default). Matched by substring of the CUDA
@@ -53,10 +55,6 @@ def _vit_flops(v: ViTConfig, embed_dim: int) -> float:
 
 def _counted_flops(cfg: CLIPConfig) -> float:
     """Forward FLOPs of the image tower counted by torch's FLOP counter on a meta-device model (ResNet)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from clipforge.model.clip import CLIP
-
     with torch.device("meta"):
         # eval(): BatchNorm in train mode refuses a batch of one at a 1x1 feature map; FLOPs are the same.
         model = CLIP(cfg).eval()

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -59,12 +62,11 @@ class Reporter:
             return
         run_dir.mkdir(parents=True, exist_ok=True)
         if tensorboard:
+            # Deferred on purpose: TensorBoard's writer takes over a second to import and is optional (log.tensorboard).
             from torch.utils.tensorboard import SummaryWriter
 
             self._tb = SummaryWriter(str(run_dir / "tensorboard"))
         if progress:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
             self._bar = Progress(
                 TextColumn("[bold]train"),
                 BarColumn(),
@@ -100,8 +102,6 @@ class Reporter:
         if self._bar is not None:
             self._bar.console.print(text)
         else:
-            import logging
-
             logging.getLogger("clipforge.train").info(text)
 
     def close(self) -> None:

@@ -11,14 +11,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 import torch
 
 from clipforge.checkpoint import TOKENIZER_FILE
+from clipforge.data.loader import Batch, build_loader
+from clipforge.data.sources import open_source
 from clipforge.dist.sync import barrier
 from clipforge.errors import UserError
 from clipforge.text.config import TokenizerConfig
+from clipforge.text.tokenizer import Tokenizer, build_tokenizer, train_tokenizer
 from clipforge.train.config import TrainConfig, resolve_model
 from clipforge.utils.io import atomic_write_text
 
 if TYPE_CHECKING:
-    from clipforge.data.loader import Batch
     from clipforge.dist.env import World
     from clipforge.model.config import CLIPConfig
 
@@ -49,20 +51,15 @@ def setup_tokenizer(cfg: TrainConfig, context_length: int, run_dir: Path, world:
     A trained vocabulary is written to ``run_dir/tokenizer.json`` by rank 0 once and reused on resume, so a
     resumed run tokenizes exactly as before.
     """
-    from clipforge.text.tokenizer import build_tokenizer
-
     if cfg.tokenizer == "openai":
         tok_cfg = TokenizerConfig(kind="openai", context_length=context_length)
         return TokenizerSetup(tok_cfg, build_tokenizer(tok_cfg, None), None)
     path = run_dir / TOKENIZER_FILE
     if world.is_main and not path.is_file():
-        from clipforge.text.tokenizer import train_tokenizer
-
         texts = _training_captions(cfg)
         log.info("training a %d-token BPE vocabulary on %d captions", cfg.tokenizer, len(texts))
         atomic_write_text(path, train_tokenizer(texts, cfg.tokenizer, context_length).to_json())
     barrier(world)
-    from clipforge.text.tokenizer import Tokenizer
 
     # A small corpus can yield fewer ids than asked for: the vocabulary's own size is the model's.
     vocab_size = Tokenizer.from_file(path, context_length).vocab_size
@@ -71,8 +68,6 @@ def setup_tokenizer(cfg: TrainConfig, context_length: int, run_dir: Path, world:
 
 
 def _training_captions(cfg: TrainConfig) -> list[str]:
-    from clipforge.data.sources import open_source
-
     if not cfg.data.train:
         raise UserError("data.train is empty", hint="set data.train=PATH (folder, CSV/TSV/JSONL/Parquet, shards)")
     source = open_source(cfg.data.train, cfg.data.image_column, cfg.data.caption_column, require_captions=True)
@@ -89,8 +84,6 @@ def default_loader_factory(
     cfg: TrainConfig, tokenize: Callable[[list[str]], torch.Tensor], preprocess: Any, world: World
 ) -> LoaderFactory:
     """Loaders from ``clipforge.data.loader.build_loader`` for this rank's share of the global batch."""
-    from clipforge.data.loader import build_loader
-
     per_rank = cfg.batch_size // world.world_size
 
     def factory(epoch: int, skip_batches: int) -> EpochLoader:

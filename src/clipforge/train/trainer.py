@@ -17,14 +17,21 @@ import random
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
 from clipforge.checkpoint import PipelineConfig, load_state_into, save_checkpoint
+from clipforge.data.config import PreprocessConfig
+from clipforge.data.transforms import eval_transform
+from clipforge.dist.env import World, init_distributed
 from clipforge.dist.sync import all_gather_object, all_reduce_mean, barrier
 from clipforge.errors import UserError
+from clipforge.loss import build_loss
+from clipforge.loss.distill import TeacherFeatures
+from clipforge.model.clip import CLIP
 from clipforge.pipeline import Pipeline
 from clipforge.train import state as train_state
 from clipforge.train.config import TrainConfig
@@ -34,11 +41,8 @@ from clipforge.train.progress import Meter, Reporter
 from clipforge.train.schedule import lr_at, set_lr
 from clipforge.train.setup import LoaderFactory, default_loader_factory, model_config, pick_device, setup_tokenizer
 from clipforge.train.task import forward_backward
-from clipforge.utils.configs import to_dict
+from clipforge.utils.configs import to_dict, write_resolved
 from clipforge.utils.rng import capture_rng, isolated_rng, restore_rng
-
-if TYPE_CHECKING:
-    from clipforge.dist.env import World
 
 EvalFn = Callable[[Pipeline], dict[str, float]]
 StepCallback = Callable[[int, dict[str, float]], None]
@@ -91,16 +95,10 @@ class Trainer:
         eval_fn: EvalFn | None = None,
         on_step: StepCallback | None = None,
     ) -> None:
-        from clipforge.data.config import PreprocessConfig
-        from clipforge.loss import build_loss
-        from clipforge.model.clip import CLIP
-
         if cfg.batch_size % world.world_size:
             raise UserError(f"batch_size={cfg.batch_size} is not divisible by the {world.world_size} ranks")
         self.teacher = None
         if cfg.loss.kind == "distill":
-            from clipforge.loss.distill import TeacherFeatures
-
             if not cfg.loss.teacher_features:
                 raise UserError("loss.kind=distill needs loss.teacher_features (a directory of teacher features)",
                                 hint="write them with clipforge.loss.distill.precompute_teacher_features")
@@ -229,8 +227,6 @@ class Trainer:
         if self.cfg.compile:
             model = torch.compile(model)
         if self.world.distributed:
-            from torch.nn.parallel import DistributedDataParallel
-
             ids = [self.device.index] if self.device.type == "cuda" else None
             model = DistributedDataParallel(model, device_ids=ids)
         return model
@@ -290,8 +286,6 @@ class Trainer:
 
     def pipeline(self) -> Pipeline:
         """The current model as a Pipeline (for evaluation hooks)."""
-        from clipforge.data.transforms import eval_transform
-
         config = PipelineConfig(self.model_cfg, self.tok.config, self.preprocess)
         return Pipeline(self.model, self.tok.tokenize, eval_transform(self.preprocess), config)
 
@@ -327,9 +321,6 @@ def run_training(
         loader_factory: ``(epoch, skip_batches) -> loader``; default: ``clipforge.data.loader.build_loader``.
         on_step: ``(step, metrics)`` called after every step (tests use it to stop a run part-way).
     """
-    from clipforge.dist.env import init_distributed
-    from clipforge.utils.configs import write_resolved
-
     world = init_distributed(pick_device(cfg))
     trainer = Trainer(cfg, world, loader_factory=loader_factory, eval_fn=eval_fn, on_step=on_step)
     if world.is_main:
