@@ -19,8 +19,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
+
 from clipforge.data.builders.icons import SOURCES
 from clipforge.errors import UserError
+from clipforge.train.config import load_train_config
+from clipforge.utils.configs import resolve_config
 
 RECIPE = "tiny-emoji"
 QUICK = "quick"
@@ -93,8 +97,6 @@ def load_demo_config(yaml_path: str | Path | None = None, overrides: Sequence[st
         overrides: ``key=value`` strings, e.g. ``out=runs/demo2`` or ``train=[seed=1]``.
         quick: start from the packaged quick variant.
     """
-    from clipforge.utils.configs import resolve_config
-
     layers: list[str] = []
     if quick:
         with packaged(QUICK) as path:
@@ -112,8 +114,6 @@ def demo_train_config(cfg: DemoConfig, data_dir: Path, cuda: bool) -> Any:
         data_dir: the built emoji set (its training table replaces the recipe's directory).
         cuda: the demo trains on a GPU.
     """
-    from clipforge.train.config import load_train_config
-
     table = "train_icons.jsonl" if cfg.icons else "train.jsonl"
     own = [f"data.train={data_dir / table}", f"run_dir={Path(cfg.out) / 'train'}", f"device={cfg.device}"]
     if cfg.threads:
@@ -139,8 +139,6 @@ def recipe_path(recipe: str) -> Iterator[Path]:
 
 
 def _read(path: Path) -> dict[str, Any]:
-    import yaml
-
     try:
         loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:

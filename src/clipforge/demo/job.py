@@ -14,7 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
+from rich.console import Console
+from rich.table import Table
 
 import clipforge
 from clipforge.data.builders.emoji import build_emoji
@@ -23,6 +26,13 @@ from clipforge.demo.config import DemoConfig, demo_train_config
 from clipforge.demo.queries import load_queries, score_queries
 from clipforge.demo.threads import ThreadChooser
 from clipforge.errors import UserError
+from clipforge.eval.runner import evaluate_and_report
+from clipforge.eval.suite import SuiteConfig
+from clipforge.index.build import build_store, read_embeddings
+from clipforge.index.embed import embed_collection
+from clipforge.index.manifest import checkpoint_fingerprint
+from clipforge.index.search import Searcher
+from clipforge.train.trainer import run_training
 from clipforge.utils.configs import to_dict
 from clipforge.utils.io import atomic_write_text
 
@@ -43,8 +53,6 @@ def build_data(cfg: DemoConfig) -> Path:
 
 def train(cfg: DemoConfig, train_cfg: Any, cuda: bool) -> tuple[Path, dict[str, Any]]:
     """Train, or reuse a finished run whose resolved config equals this one; returns the final model and facts."""
-    from clipforge.train.trainer import run_training
-
     run_dir = Path(train_cfg.run_dir)
     final, saved = run_dir / "final", run_dir / "config.yaml"
     finished = not cfg.fresh and (final / "config.json").is_file() and saved.is_file()
@@ -80,9 +88,6 @@ def _collection(data: Path, out: Path) -> Path:
 
 def build_index(pipeline: Any, final: Path, data: Path, out: Path) -> Path:
     """Embed the emoji collection (resuming what is there) and index it exactly; returns the index folder."""
-    from clipforge.index.build import build_store, read_embeddings
-    from clipforge.index.embed import embed_collection
-    from clipforge.index.manifest import checkpoint_fingerprint
     emb, index = out / "embeddings", out / "index"
     collection = open_source(_collection(data, out), "image", "caption")
     embed_collection(pipeline, collection, emb, fingerprint=checkpoint_fingerprint(final), workers=0)
@@ -94,10 +99,6 @@ def build_index(pipeline: Any, final: Path, data: Path, out: Path) -> Path:
 
 def run_queries(cfg: DemoConfig, pipeline: Any, index: Path, console: Any) -> dict[str, Any]:
     """Score every fixed query by precision@5 and print the first ``cfg.shown_queries`` searches."""
-    from rich.table import Table
-
-    from clipforge.index.search import Searcher
-
     searcher = Searcher.open(index, pipeline)
     hits: dict[str, list[Any]] = {}
 
@@ -121,9 +122,6 @@ def run_queries(cfg: DemoConfig, pipeline: Any, index: Path, console: Any) -> di
 def evaluate(cfg: DemoConfig, pipeline: Any, final: Path, data: Path, run_dir: Path,
              meta: dict[str, Any]) -> dict[str, Any]:
     """The demo suite with prompt sets chosen on validation classes; writes OUT/results.json and report.html."""
-    from clipforge.eval.runner import evaluate_and_report
-    from clipforge.eval.suite import SuiteConfig
-
     suite_cfg = SuiteConfig(name="demo", emoji_root=str(data), templates=cfg.templates,
                             limit=cfg.eval_limit or None, progress=True)  # fmt: skip
     evaluate_and_report(pipeline, suite_cfg, cfg.out, checkpoint=str(final), run_dir=run_dir, extra_meta=meta)
@@ -140,9 +138,6 @@ def _search_meta(scored: dict[str, Any]) -> dict[str, Any]:
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     """Run every stage; returns the results written to OUT/results.json (with ``search`` and ``demo`` added)."""
-    import torch
-    from rich.console import Console
-
     console = Console()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from clipforge.errors import UserError
 
 K = 5
@@ -31,8 +33,6 @@ def load_queries(path: str | Path = "") -> list[Query]:
     Args:
         path: a queries file, or "" for ``clipforge/demo/data/queries.yaml``.
     """
-    import yaml
-
     if path:
         if not Path(path).is_file():
             raise UserError(f"queries file {path} does not exist", hint="leave queries empty for the packaged list")
