@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from clipforge.dist.env import World
 from clipforge.errors import UserError
-from clipforge.loss import build_loss
+from clipforge.loss.build import build_loss
 from clipforge.loss.config import LossConfig
 from clipforge.loss.contrastive import infonce_rows, infonce_rows_streamed
 from clipforge.model.clip import CLIPOutput

@@ -11,7 +11,7 @@ from torch import nn
 
 from clipforge.dist.env import World
 from clipforge.errors import UserError
-from clipforge.loss import build_loss
+from clipforge.loss.build import build_loss
 from clipforge.loss.config import LossConfig
 from clipforge.loss.contrastive import rows_and_columns
 from clipforge.loss.distill import FEATURES_FILE, TeacherFeatures, precompute_teacher_features, similarity_kl

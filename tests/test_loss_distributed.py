@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clipforge.dist.env import destroy_distributed, init_distributed
-from clipforge.loss import build_loss
+from clipforge.loss.build import build_loss
 from clipforge.loss.config import LossConfig
 from clipforge.model.clip import CLIPOutput
 

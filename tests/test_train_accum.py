@@ -9,7 +9,7 @@ import torch
 from train_support import PairSet
 
 from clipforge.dist.env import World
-from clipforge.loss import build_loss
+from clipforge.loss.build import build_loss
 from clipforge.loss.config import LossConfig
 from clipforge.model.clip import CLIP, CLIPOutput
 from clipforge.model.registry import get_config

@@ -27,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Deferred with the work: these import torch, which `clipforge --help` must not wait for.
     from clipforge.checkpoint import save_checkpoint
     from clipforge.convert import import_weights
     from clipforge.convert.common import build_model

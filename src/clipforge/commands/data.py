@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from clipforge.errors import UserError
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="data_command", metavar="COMMAND", required=True)
@@ -63,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_emoji(args: argparse.Namespace) -> int:
+    # Deferred with the work: the builders import PIL, resvg and the icon packages.
     from clipforge.data.builders.emoji import build_emoji
     from clipforge.data.builders.icons import SOURCES
 
@@ -75,9 +78,9 @@ def _run_emoji(args: argparse.Namespace) -> int:
 
 
 def _run_shard(args: argparse.Namespace) -> int:
+    # Deferred with the work: these import pyarrow, webdataset and PIL.
     from clipforge.data.sharding import write_shards
     from clipforge.data.sources import open_source
-    from clipforge.errors import UserError
 
     if args.shard_size < 1 or (args.resize is not None and args.resize < 1):
         raise UserError("--shard-size and --resize must be positive")

@@ -17,6 +17,9 @@ from __future__ import annotations
 
 import argparse
 
+from clipforge.commands.config_args import print_config
+from clipforge.errors import UserError
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("items", nargs="*", metavar="[CONFIG.yaml] KEY=VALUE",
@@ -29,8 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from clipforge.demo.config import load_demo_config
-    from clipforge.errors import UserError
+    from clipforge.demo.config import load_demo_config  # deferred: reads the icon sets' names (PIL, packages)
 
     items = list(args.items)
     yaml_path = items.pop(0) if items and "=" not in items[0] else None
@@ -42,13 +44,9 @@ def run(args: argparse.Namespace) -> int:
     flags += ["fresh=true"] if args.fresh else []
     cfg = load_demo_config(yaml_path, [*flags, *items], quick=args.quick)
     if args.print_config:
-        import yaml
-
-        from clipforge.utils.configs import to_dict
-
-        print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
+        print_config(cfg)
         return 0
-    from clipforge.demo.job import run_demo
+    from clipforge.demo.job import run_demo  # deferred: imports torch and every stage
 
     run_demo(cfg)
     return 0

@@ -12,6 +12,7 @@ examples:
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,8 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    # Deferred with the work: these import torch, which `clipforge --help` must not wait for.
     import torch
 
     from clipforge.checkpoint import load_state_into, read_config, read_weights
@@ -35,11 +35,11 @@ def run(args: argparse.Namespace) -> int:
     model = model.to_empty(device="cpu")
     load_state_into(model, read_weights(args.ckpt), args.ckpt)  # checks keys and shapes
     if args.target == "hf":
-        from clipforge.convert.hf import export_hf
+        from clipforge.convert.hf import export_hf  # deferred with the work, as above
 
         out = export_hf(model.state_dict(), config, args.out)
     else:
-        from clipforge.convert.common import export_state
+        from clipforge.convert.common import export_state  # deferred with the work, as above
         from clipforge.convert.openai import openai_rules
 
         out = Path(args.out)

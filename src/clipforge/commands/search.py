@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
+
+from clipforge.errors import UserError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,12 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
+    # Deferred with the work: these import torch and faiss, which `clipforge --help` must not wait for.
     from rich.console import Console
     from rich.table import Table
 
-    from clipforge.errors import UserError
+    from clipforge.data.transforms import load_image
     from clipforge.index.search import Searcher, check_k
     from clipforge.index.store import load_store
 
@@ -42,8 +44,6 @@ def run(args: argparse.Namespace) -> int:
     searcher = Searcher.open(args.index, device=args.device)
     image = None
     if args.image:
-        from clipforge.data.transforms import load_image
-
         path = Path(args.image)
         if not path.is_file():
             raise UserError(f"{path}: no such image file")

@@ -22,25 +22,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="where the query model runs (default cpu)")
 
 
-def build(index: str, concepts: str | None = None, device: str = "cpu"):  # noqa: ANN201 - FastAPI app
-    """The app for an index directory (loads the recorded checkpoint)."""
-    from clipforge.index.search import Searcher
-    from clipforge.serve.app import create_app
-
-    searcher = Searcher.open(index, device=device)
-    moderator = None
-    if concepts:
-        from clipforge.index.moderate import Moderator, read_concepts
-
-        moderator = Moderator(read_concepts(concepts), searcher.embed_texts)
-    return create_app(searcher, moderator)
-
-
 def run(args: argparse.Namespace) -> int:
+    # Deferred with the work: these import torch, faiss and fastapi, which `clipforge --help` must not wait for.
     import uvicorn
     from rich.console import Console
 
-    app = build(args.index, args.concepts, args.device)
+    from clipforge.serve.app import app_for_index
+
+    app = app_for_index(args.index, args.concepts, args.device)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         Console().print(f"[yellow]listening on {args.host}: reachable from other machines, without auth[/yellow]")
     Console().print(f"serving {args.index} at http://{args.host}:{args.port}/")

@@ -16,6 +16,9 @@ from __future__ import annotations
 
 import argparse
 
+from clipforge.commands.config_args import print_config
+from clipforge.train.config import load_train_config
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="run config YAML (e.g. configs/runs/tiny-emoji.yaml)")
@@ -28,17 +31,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from clipforge.train.config import load_train_config
-
     cfg = load_train_config(args.config, args.overrides)
     if args.print_config:
-        import yaml
-
-        from clipforge.utils.configs import to_dict
-
-        print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
+        print_config(cfg)
         return 0
-    from clipforge.train.trainer import run_training
+    from clipforge.train.trainer import run_training  # deferred: imports torch and the whole training stack
 
     result = run_training(cfg, resume=args.resume)
     if result.final_dir is not None:

@@ -6,7 +6,7 @@ Gradient convention (what makes DDP's averaging come out right): every rank r co
 ``d(sum_s loss_s)/d(x_r)``: the backward of the gather therefore SUMS the gradients all ranks computed
 for rank r's rows (reduce-scatter with SUM) and hands rank r its slice, with no extra factor.  The loss
 functions are then written so that ``mean_s loss_s`` equals the single-process loss on the concatenated
-batch (see clipforge.loss.build_loss for each variant).
+batch (see clipforge.loss.build.build_loss for each variant).
 
 Local batches may differ in size between ranks (a loader drops bad samples); every function here first
 exchanges the row counts.

@@ -21,7 +21,7 @@ import threading
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -32,11 +32,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from clipforge.data.sources import read_bytes
 from clipforge.data.transforms import load_image
 from clipforge.errors import UserError
-from clipforge.index.search import MAX_K
-
-if TYPE_CHECKING:
-    from clipforge.index.moderate import Moderator
-    from clipforge.index.search import Searcher
+from clipforge.index.moderate import Moderator, read_concepts
+from clipforge.index.search import MAX_K, Searcher
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -104,6 +101,19 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("internal error on %s %s", request.method, request.url.path)
         return JSONResponse({"error": "internal server error"}, status_code=500)
+
+
+def app_for_index(index_dir: str | Path, concepts: str | Path | None = None, device: str = "cpu") -> FastAPI:
+    """The app for an index directory: loads the checkpoint the index records (``clipforge serve`` runs this).
+
+    Args:
+        index_dir: an index directory from ``clipforge index``.
+        concepts: a concepts YAML with thresholds, which enables POST /moderate.
+        device: where the query model runs.
+    """
+    searcher = Searcher.open(index_dir, device=device)
+    moderator = Moderator(read_concepts(concepts), searcher.embed_texts) if concepts else None
+    return create_app(searcher, moderator)
 
 
 def create_app(searcher: Searcher, moderator: Moderator | None = None, max_upload: int = MAX_UPLOAD_BYTES) -> FastAPI:

@@ -87,7 +87,7 @@ def forward_backward(
 
     Args:
         model: the CLIP model, possibly wrapped in DistributedDataParallel or compiled.
-        loss_fn: ``loss_fn(CLIPOutput) -> scalar`` (from ``clipforge.loss.build_loss``).
+        loss_fn: ``loss_fn(CLIPOutput) -> scalar`` (from ``clipforge.loss.build.build_loss``).
         pixels: (B, 3, H, W) this rank's batch; token_ids: (B, L).
         accum_freq: number of micro-batches (1 = plain).
         accum_mode: "gradcache" (full-batch negatives) or "mean" (per-micro-batch losses averaged).

@@ -29,7 +29,7 @@ from clipforge.data.transforms import eval_transform
 from clipforge.dist.env import World, init_distributed
 from clipforge.dist.sync import all_gather_object, all_reduce_mean, barrier
 from clipforge.errors import UserError
-from clipforge.loss import build_loss
+from clipforge.loss.build import build_loss
 from clipforge.loss.distill import TeacherFeatures
 from clipforge.model.clip import CLIP
 from clipforge.pipeline import Pipeline
