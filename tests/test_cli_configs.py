@@ -102,3 +102,13 @@ def test_help_of_every_verb_does_not_import_torch():
             "print(sorted(m for m in ('torch', 'faiss', 'fastapi') if m in sys.modules))")  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_config_modules_do_not_import_torch():
+    """Every verb resolves and prints its config (--print-config, typo hints) before anything heavy loads."""
+    modules = ("eval.config", "index.config", "train.config", "loss.config", "data.config", "model.config",
+               "text.config", "utils.configs", "commands.config_args")  # fmt: skip
+    code = "import sys\n" + "".join(f"import clipforge.{m}\n" for m in modules) + (
+        "print(sorted(m for m in ('torch', 'faiss', 'fastapi') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
