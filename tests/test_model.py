@@ -32,7 +32,9 @@ def shrink(cfg: CLIPConfig) -> CLIPConfig:
     else:
         vision = dataclasses.replace(v, image_size=32, patch_size=8, layers=2, width=32, head_width=16)
     text = dataclasses.replace(cfg.text, context_length=12, vocab_size=TINY_VOCAB, width=32, heads=2, layers=2)
-    return dataclasses.replace(cfg, embed_dim=16, vision=vision, text=text)
+    # A tower without projection emits its width as the embedding.
+    embed = 32 if "none" in (getattr(vision, "proj", None), text.proj) else 16
+    return dataclasses.replace(cfg, embed_dim=embed, vision=vision, text=text)
 
 
 NAMES = list_models()
@@ -49,7 +51,11 @@ def batch(cfg: CLIPConfig, n: int = 3):
 
 
 def contrastive(out: CLIPOutput) -> torch.Tensor:
+    """CLIP's InfoNCE, or SigLIP's pairwise sigmoid loss for a model with a logit bias."""
     logits = out.logit_scale * out.image_features @ out.text_features.t()
+    if out.logit_bias is not None:
+        signs = 2 * torch.eye(logits.shape[0]) - 1  # +1 on matching pairs, -1 elsewhere
+        return -torch.nn.functional.logsigmoid(signs * (logits + out.logit_bias)).sum() / logits.shape[0]
     target = torch.arange(logits.shape[0])
     return (torch.nn.functional.cross_entropy(logits, target) + torch.nn.functional.cross_entropy(logits.t(), target)) / 2
 
@@ -67,8 +73,11 @@ def test_forward_shapes_finite_and_backward(name):
     assert out.image_features.shape == out.text_features.shape == (3, cfg.embed_dim)
     assert torch.allclose(out.image_features.norm(dim=-1), torch.ones(3), atol=1e-5)
     assert torch.allclose(out.text_features.norm(dim=-1), torch.ones(3), atol=1e-5)
-    assert torch.isclose(out.logit_scale, torch.tensor(1 / 0.07), rtol=1e-5)
-    assert out.logit_bias is None
+    assert torch.isclose(out.logit_scale, torch.tensor(cfg.init_logit_scale).exp(), rtol=1e-5)
+    if cfg.init_logit_bias is None:
+        assert out.logit_bias is None
+    else:
+        assert out.logit_bias is not None and out.logit_bias.item() == cfg.init_logit_bias
     assert all(torch.isfinite(t).all() for t in out[:3])
     contrastive(out).backward()
     for pname, p in model.named_parameters():
@@ -122,7 +131,8 @@ def test_unknown_name_lists_known_names():
     assert "ViT-Q-7" in str(info.value)
     for name in ("RN50", "ViT-B-32", "ViT-L-14-336", "tiny-vit"):
         assert name in str(info.value)
-    assert get_config("RN50-quickgelu").quick_gelu and not get_config("RN50").quick_gelu
+    assert get_config("RN50-quickgelu").text.act == "quick_gelu" and get_config("RN50").text.act == "gelu"
+    assert get_config("ViT-B-32-quickgelu").vision.act == "quick_gelu"
 
 
 @pytest.mark.parametrize("name", NAMES)

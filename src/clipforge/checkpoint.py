@@ -117,11 +117,28 @@ def load_state_into(model: torch.nn.Module, state: dict[str, torch.Tensor], sour
 
 
 def _upgrade(data: Any) -> Any:
-    """Read config.json files written by clipforge 0.1, whose image tower said ``arch`` instead of ``kind``.
+    """Read config.json files written by clipforge 0.1.
 
-    0.1 had one VisionConfig for both towers; a ResNet stored its blocks in ``resnet_layers`` beside unused
-    ViT fields, which ResNetConfig does not have.
+    0.1 had one VisionConfig for both towers, tagged ``arch`` instead of ``kind``; a ResNet stored its blocks in
+    ``resnet_layers`` beside unused ViT fields, which ResNetConfig does not have. Its model said
+    ``quick_gelu: true|false`` for both towers at once; the activation is now each transformer tower's ``act``.
     """
+    return _upgrade_activation(_upgrade_vision(data))
+
+
+def _upgrade_activation(data: Any) -> Any:
+    model = data.get("model") if isinstance(data, dict) else None
+    if not isinstance(model, dict) or "quick_gelu" not in model:
+        return data
+    model = dict(model)
+    act = "quick_gelu" if model.pop("quick_gelu") else "gelu"
+    if isinstance(model.get("vision"), dict) and model["vision"].get("kind", "vit") == "vit":
+        model["vision"] = {**model["vision"], "act": act}
+    model["text"] = {**(model.get("text") or {}), "act": act}
+    return {**data, "model": model}
+
+
+def _upgrade_vision(data: Any) -> Any:
     vision = data.get("model", {}).get("vision") if isinstance(data, dict) else None
     if not isinstance(vision, dict) or "arch" not in vision:
         return data

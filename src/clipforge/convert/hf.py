@@ -29,7 +29,7 @@ from clipforge.convert.common import (
 )
 from clipforge.data.config import OPENAI_MEAN, OPENAI_STD
 from clipforge.errors import UserError
-from clipforge.model.config import CLIPConfig, TextConfig, ViTConfig
+from clipforge.model.config import Activation, CLIPConfig, TextConfig, ViTConfig
 from clipforge.utils.io import atomic_path, atomic_write_text
 
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -46,7 +46,12 @@ HF_VISION_DEFAULTS: dict[str, Any] = {
     "image_size": 224, "patch_size": 32, "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5, "num_channels": 3,
 }  # fmt: skip
 LEGACY_EOS_ID = 2  # transformers then takes argmax(ids), as we do
-ACTIVATIONS = {"quick_gelu": True, "gelu": False}  # HF name -> our quick_gelu flag ("gelu" is erf GELU)
+# transformers' activation names -> ours ("gelu" is erf GELU; "gelu_pytorch_tanh" and "gelu_new" are the same
+# tanh approximation, computed by different code).
+ACTIVATIONS: dict[str, Activation] = {
+    "quick_gelu": "quick_gelu", "gelu": "gelu", "gelu_pytorch_tanh": "gelu_tanh", "gelu_new": "gelu_tanh",
+}  # fmt: skip
+ACTIVATION_NAMES = {"quick_gelu": "quick_gelu", "gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh"}  # ours -> HF
 # Buffers older transformers versions saved with the weights; they are arange(n), not learned.
 HF_CONSTANTS = ("text_model.embeddings.position_ids", "vision_model.embeddings.position_ids")
 
@@ -113,6 +118,18 @@ def _sub_config(raw: dict[str, Any], name: str, defaults: dict[str, Any]) -> dic
     return {**defaults, **(raw.get(name) or {}), **(raw.get(f"{name}_dict") or {})}
 
 
+def activation(section: dict[str, Any], where: str, source: str) -> Activation:
+    """Our name for a tower's ``hidden_act``.
+
+    Raises:
+        UserError: for an activation clipforge does not implement.
+    """
+    name = section["hidden_act"]
+    if name not in ACTIVATIONS:
+        raise UserError(f"{source}: {where}.hidden_act {name!r} is not supported", hint=f"one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
 def config_from_hf(raw: dict[str, Any], source: str = HF_CONFIG_FILE) -> CLIPConfig:
     """Map a Hugging Face CLIP config.json (as a dict) to our CLIPConfig.
 
@@ -129,12 +146,6 @@ def _config_from_hf(raw: dict[str, Any], source: str = HF_CONFIG_FILE) -> CLIPCo
         raise UserError(f"{source}: model_type {raw.get('model_type')!r} is not 'clip' (a CLIPModel config)")
     tc = _sub_config(raw, "text_config", HF_TEXT_DEFAULTS)
     vc = _sub_config(raw, "vision_config", HF_VISION_DEFAULTS)
-    acts = {tc["hidden_act"], vc["hidden_act"]}
-    if len(acts) != 1 or not acts <= set(ACTIVATIONS):
-        raise UserError(
-            f"{source}: activations text={tc['hidden_act']!r} vision={vc['hidden_act']!r} are not supported",
-            hint=f"clipforge uses one activation for both towers, one of {sorted(ACTIVATIONS)}",
-        )
     if vc["num_channels"] != 3:
         raise UserError(f"{source}: num_channels {vc['num_channels']} (clipforge expects RGB images)")
     eos, vocab = tc["eos_token_id"], tc["vocab_size"]
@@ -144,6 +155,7 @@ def _config_from_hf(raw: dict[str, Any], source: str = HF_CONFIG_FILE) -> CLIPCo
             hint="clipforge reads text features at argmax(token_ids), which needs end-of-text to be the highest id",
         )
     vision = ViTConfig(
+        act=activation(vc, "vision_config", source),
         image_size=_side(vc["image_size"], "image_size", source),
         layers=vc["num_hidden_layers"],
         width=vc["hidden_size"],
@@ -153,6 +165,7 @@ def _config_from_hf(raw: dict[str, Any], source: str = HF_CONFIG_FILE) -> CLIPCo
         ln_eps=float(vc["layer_norm_eps"]),
     )
     text = TextConfig(
+        act=activation(tc, "text_config", source),
         context_length=tc["max_position_embeddings"],
         vocab_size=vocab,
         width=tc["hidden_size"],
@@ -165,14 +178,12 @@ def _config_from_hf(raw: dict[str, Any], source: str = HF_CONFIG_FILE) -> CLIPCo
         embed_dim=raw.get("projection_dim", 512),
         vision=vision,
         text=text,
-        quick_gelu=ACTIVATIONS[acts.pop()],
         init_logit_scale=float(raw.get("logit_scale_init_value", 2.6592)),
     )
 
 
 def config_to_hf(cfg: CLIPConfig) -> dict[str, Any]:
     """Our CLIPConfig as a Hugging Face CLIP config.json dict (end-of-text = highest id, see module docs)."""
-    act = "quick_gelu" if cfg.quick_gelu else "gelu"
     v, t = cfg.vision, cfg.text
     return {
         "architectures": ["CLIPModel"],
@@ -184,14 +195,15 @@ def config_to_hf(cfg: CLIPConfig) -> dict[str, Any]:
         "text_config": {
             "model_type": "clip_text_model", "vocab_size": t.vocab_size, "hidden_size": t.width,
             "intermediate_size": int(t.width * t.mlp_ratio), "num_hidden_layers": t.layers,
-            "num_attention_heads": t.heads, "max_position_embeddings": t.context_length, "hidden_act": act,
+            "num_attention_heads": t.heads, "max_position_embeddings": t.context_length,
+            "hidden_act": ACTIVATION_NAMES[t.act],
             "layer_norm_eps": t.ln_eps, "projection_dim": cfg.embed_dim,
             "bos_token_id": t.vocab_size - 2, "eos_token_id": t.vocab_size - 1, "pad_token_id": 1,
         },
         "vision_config": {
             "model_type": "clip_vision_model", "hidden_size": v.width, "intermediate_size": int(v.width * v.mlp_ratio),
             "num_hidden_layers": v.layers, "num_attention_heads": v.heads, "image_size": v.image_size,
-            "patch_size": v.patch_size, "hidden_act": act, "layer_norm_eps": v.ln_eps, "num_channels": 3,
+            "patch_size": v.patch_size, "hidden_act": ACTIVATION_NAMES[v.act], "layer_norm_eps": v.ln_eps, "num_channels": 3,
             "projection_dim": cfg.embed_dim,
         },
     }  # fmt: skip

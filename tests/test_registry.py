@@ -1,0 +1,38 @@
+"""Every registered name builds with exactly the parameter count OpenCLIP 3.3.0 gives the same name.
+
+The counts come from OpenCLIP itself (tests/data/make_open_clip_param_counts.py, run in a reference
+environment with open_clip_torch 3.3.0 + timm); clipforge builds each model on the meta device, so even the
+2.5B-parameter ones cost no memory.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from clipforge.model.clip import CLIP
+from clipforge.model.registry import get_config, list_models
+
+COUNTS = json.loads((Path(__file__).parent / "data" / "open_clip_param_counts.json").read_text())["counts"]
+OWN_NAMES = {"tiny-vit", "tiny-resnet", "test-vit"}  # clipforge's small CPU configs; OpenCLIP has no such names
+
+
+def n_params(name: str) -> int:
+    with torch.device("meta"):
+        model = CLIP(get_config(name))
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", sorted(COUNTS))
+def test_parameter_count_equals_open_clips(name):
+    assert n_params(name) == COUNTS[name]
+
+
+def test_every_registered_name_is_counted():
+    missing = [n for n in list_models() if n not in OWN_NAMES and n not in COUNTS]
+    assert not missing, f"no OpenCLIP count for {missing}: rerun tests/data/make_open_clip_param_counts.py"
+    assert sum("SigLIP" in n for n in COUNTS) == 26  # every SigLIP / SigLIP 2 name OpenCLIP 3.3 has
+    assert sum(n.startswith("EVA02-") for n in COUNTS) == 3 and sum(n.startswith("PE-Core-") for n in COUNTS) == 5
