@@ -102,9 +102,10 @@ def test_logit_bias_config_gives_a_bias():
     assert torch.isclose(out.logit_scale, torch.tensor(2.3).exp())
 
 
-@pytest.mark.parametrize("name", ["RN50", "ViT-B-32", "ViT-H-14"])
+@pytest.mark.parametrize("name", ["RN50-quickgelu", "ViT-B-32-quickgelu", "ViT-H-14-quickgelu", "ViT-B-16-SigLIP",
+                                  "EVA02-B-16", "PE-Core-B-16"])  # fmt: skip
 def test_gradient_checkpointing_same_outputs_and_grads(name):
-    cfg = shrink(get_config(f"{name}-quickgelu"))
+    cfg = shrink(get_config(name))
     torch.manual_seed(0)
     plain = CLIP(cfg).train()
     ckpt = CLIP(cfg).train()
@@ -201,3 +202,35 @@ def test_low_precision_model_takes_float32_pixels(name):
         low = model.to(torch.bfloat16).encode_image(pixels)
     assert low.dtype == torch.bfloat16
     assert (low.float() - ref).abs().max() <= 0.05 * ref.abs().max()
+
+
+@pytest.mark.parametrize("name", ["ViT-B-16-SigLIP", "EVA02-B-16", "PE-Core-B-16", "PE-Core-bigG-14-448"])
+def test_patch_dropout_on_the_new_towers(name):
+    """Training with patch dropout keeps the class token and each kept patch's rotary position; eval is unchanged."""
+    cfg = shrink(get_config(name))
+    cfg = dataclasses.replace(cfg, vision=dataclasses.replace(cfg.vision, patch_dropout=0.5))
+    torch.manual_seed(0)
+    model = CLIP(cfg)
+    pixels, ids = batch(cfg)
+    out = model.train()(pixels, ids)
+    contrastive(out).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    with torch.no_grad():
+        a, b = model.eval().encode_image(pixels), model.encode_image(pixels)
+        dropped = model.train().encode_image(pixels)
+    assert torch.equal(a, b) and not torch.allclose(a, dropped)
+
+
+def test_siglip_text_reads_the_last_position_and_attends_to_all():
+    cfg = shrink(get_config("ViT-B-16-SigLIP"))
+    model = CLIP(cfg).eval()
+    _, ids = batch(cfg)
+    changed = ids.clone()
+    changed[1, -1] = 5  # the position SigLIP reads
+    earlier = ids.clone()
+    earlier[1, 0] = 7  # non-causal: an early token changes the last position's features too
+    with torch.no_grad():
+        ref = model.encode_text(ids)
+        assert not torch.allclose(ref[1], model.encode_text(changed)[1])
+        assert not torch.allclose(ref[1], model.encode_text(earlier)[1])
+        assert torch.equal(ref[0], model.encode_text(changed)[0])

@@ -17,7 +17,7 @@ from clipforge.model.clip import CLIP
 from clipforge.model.registry import get_config, list_models
 
 COUNTS = json.loads((Path(__file__).parent / "data" / "open_clip_param_counts.json").read_text())["counts"]
-OWN_NAMES = {"tiny-vit", "tiny-resnet", "test-vit"}  # clipforge's small CPU configs; OpenCLIP has no such names
+OWN_NAMES = {"tiny-vit", "tiny-resnet", "test-vit", "test-siglip", "test-eva02", "test-pe-core"}  # clipforge's small CPU configs; OpenCLIP has no such names
 
 
 def n_params(name: str) -> int:

@@ -49,13 +49,14 @@ def save_checkpoint(
         model: the model whose state dict is saved (weights are stored contiguous, on CPU).
         config: the full pipeline config (model + tokenizer + preprocessing).
         out_dir: the directory to create or overwrite.
-        tokenizer_json: serialized trained tokenizer, required when ``config.tokenizer.kind == "file"``.
+        tokenizer_json: serialized tokenizer, required when ``config.tokenizer.kind`` is "file" (trained) or "hf"
+            (imported).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if config.tokenizer.kind == "file":
+    if config.tokenizer.kind in ("file", "hf"):
         if tokenizer_json is None:
-            raise ValueError("a 'file' tokenizer needs tokenizer_json to be saved with the checkpoint")
+            raise ValueError(f"a {config.tokenizer.kind!r} tokenizer needs tokenizer_json to be saved with the checkpoint")
         atomic_write_text(out / TOKENIZER_FILE, tokenizer_json)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     with atomic_path(out / WEIGHTS_FILE) as tmp:

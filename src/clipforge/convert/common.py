@@ -62,10 +62,12 @@ class Rule:
 
 
 class Imported(NamedTuple):
-    """What every importer returns: our state dict and the pipeline config to save beside it."""
+    """What every importer returns: our state dict, the pipeline config to save beside it, and the
+    tokenizer.json to save with it when the tokenizer is not the bundled one."""
 
     state: dict[str, torch.Tensor]
     config: PipelineConfig
+    tokenizer_json: str | None = None
 
 
 @contextlib.contextmanager
@@ -192,9 +194,14 @@ def pipeline_config(
     model: CLIPConfig,
     mean: tuple[float, float, float] = OPENAI_MEAN,
     std: tuple[float, float, float] = OPENAI_STD,
+    tokenizer: TokenizerConfig | None = None,
     **preprocess: object,
 ) -> PipelineConfig:
-    """The manifest for an imported model: OpenAI tokenizer, preprocessing at the model's image size."""
+    """The manifest for an imported model: its tokenizer (default: OpenAI's), preprocessing at the model's image
+    size."""
+    prep = PreprocessConfig(image_size=model.vision.image_size, mean=mean, std=std, **preprocess)  # type: ignore[arg-type]
+    if tokenizer is not None and tokenizer.kind != "openai":
+        return PipelineConfig(model=model, tokenizer=tokenizer, preprocess=prep)
     if model.text.vocab_size != OPENAI_VOCAB_SIZE:
         log.warning(
             "text vocabulary has %d ids but the bundled OpenAI tokenizer %d: clipforge.load will refuse this "
@@ -203,7 +210,6 @@ def pipeline_config(
             OPENAI_VOCAB_SIZE,
         )
     tokenizer = TokenizerConfig(kind="openai", context_length=model.text.context_length, vocab_size=model.text.vocab_size)
-    prep = PreprocessConfig(image_size=model.vision.image_size, mean=mean, std=std, **preprocess)  # type: ignore[arg-type]
     return PipelineConfig(model=model, tokenizer=tokenizer, preprocess=prep)
 
 

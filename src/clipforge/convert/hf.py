@@ -27,12 +27,15 @@ from clipforge.convert.common import (
     read_json_object,
     read_state_file,
 )
-from clipforge.data.config import OPENAI_MEAN, OPENAI_STD
+from clipforge.convert.hf_files import read_hf_preprocess, read_hf_tokenizer
+from clipforge.convert.hf_siglip import SIGLIP_TYPES, siglip_config_from_hf, siglip_config_to_hf, siglip_rules
+from clipforge.convert.openai import check_openai_layout
 from clipforge.errors import UserError
 from clipforge.model.config import Activation, CLIPConfig, TextConfig, ViTConfig
 from clipforge.utils.io import atomic_path, atomic_write_text
 
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+HF_FAMILIES = {"clip": "CLIPModel", "siglip": "SiglipModel", "siglip2": "Siglip2Model"}  # model_type -> class
 HF_CONFIG_FILE = "config.json"
 HF_PREPROCESSOR_FILE = "preprocessor_config.json"
 # transformers' CLIPTextConfig / CLIPVisionConfig defaults: a config.json only lists values that differ.
@@ -72,11 +75,12 @@ def _encoder_rules(ours: str, theirs: str, layers: int) -> list[Rule]:
 
 
 def hf_rules(cfg: CLIPConfig) -> list[Rule]:
-    """The key map between transformers' CLIPModel and ours (ViT image towers only)."""
+    """The key map between transformers' CLIPModel and ours (OpenAI-style ViT image towers only)."""
     if not isinstance(cfg.vision, ViTConfig):
         raise UserError("Hugging Face CLIPModel has no ResNet image tower: only ViT models can be exported to it")
     if cfg.init_logit_bias is not None:
-        raise UserError("Hugging Face CLIPModel has no logit bias (SigLIP-style models cannot be exported to it)")
+        raise UserError("Hugging Face CLIPModel has no logit bias (SigLIP-style models export as SiglipModel)")
+    check_openai_layout(cfg)
     v, t = "vision_model", "text_model"
     rules = [
         Rule("visual.patch_embed.weight", (f"{v}.embeddings.patch_embedding.weight",)),
@@ -229,35 +233,57 @@ def import_hf(src: str | Path, config: CLIPConfig | str | Path | None = None) ->
     src = Path(src)
     folder = src if src.is_dir() else src.parent
     weights = _weights_file(folder) if src.is_dir() else src
+    cfg_path = Path(config) if isinstance(config, (str, Path)) else folder / HF_CONFIG_FILE
+    raw = read_json_object(cfg_path) if cfg_path.is_file() else None
     if isinstance(config, CLIPConfig):
         cfg = config
+        model_type = (raw or {}).get("model_type", "siglip" if cfg.init_logit_bias is not None else "clip")
     else:
-        cfg_path = Path(config) if config is not None else folder / HF_CONFIG_FILE
-        if not cfg_path.is_file():
-            raise UserError(f"{cfg_path}: no such file", hint="an HF CLIPModel folder holds config.json")
-        cfg = config_from_hf(read_json_object(cfg_path), str(cfg_path))
-    state = import_state(read_state_file(weights), hf_rules(cfg), cfg, str(weights), ignore=HF_CONSTANTS)
-    mean, std = OPENAI_MEAN, OPENAI_STD
-    if (folder / HF_PREPROCESSOR_FILE).is_file():
-        prep = read_json_object(folder / HF_PREPROCESSOR_FILE)
-        mean, std = tuple(prep.get("image_mean", mean)), tuple(prep.get("image_std", std))
+        if raw is None:
+            raise UserError(f"{cfg_path}: no such file", hint="a Hugging Face model folder holds config.json")
+        model_type = raw.get("model_type", "clip")
+        cfg = model_config_from_hf(raw, str(cfg_path))
+    rules = siglip_rules(cfg, model_type) if model_type in SIGLIP_TYPES else hf_rules(cfg)
+    tokenizer = read_hf_tokenizer(folder, cfg)  # a vocabulary that does not fit fails here, before any weights
+    preprocess = read_hf_preprocess(folder, cfg)
+    state = import_state(read_state_file(weights), rules, cfg, str(weights), ignore=HF_CONSTANTS)
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    return Imported(state, pipeline_config(cfg, mean=mean, std=std))  # type: ignore[arg-type]
+    return Imported(state, pipeline_config(cfg, tokenizer=tokenizer.config, **preprocess), tokenizer.json)
+
+
+def model_config_from_hf(raw: dict[str, Any], source: str = HF_CONFIG_FILE) -> CLIPConfig:
+    """Our CLIPConfig for an HF config.json of any supported family (CLIPModel, SiglipModel, Siglip2Model).
+
+    Raises:
+        UserError: for another family, naming it and the supported ones.
+    """
+    model_type = raw.get("model_type", "clip")
+    if model_type == "clip":
+        return config_from_hf(raw, source)
+    if model_type in SIGLIP_TYPES:
+        return siglip_config_from_hf(raw, source, activation)
+    family = ", ".join(raw.get("architectures") or []) or model_type
+    raise UserError(
+        f"{source}: model_type {model_type!r} ({family}) is not supported",
+        hint=f"clipforge imports {', '.join(f'{k} ({v})' for k, v in HF_FAMILIES.items())}",
+    )
 
 
 def export_hf(state: dict[str, torch.Tensor], config: PipelineConfig, out_dir: str | Path) -> Path:
-    """Write a Hugging Face CLIPModel folder (config.json, model.safetensors, preprocessor_config.json).
+    """Write a Hugging Face folder (config.json, model.safetensors, preprocessor_config.json): a CLIPModel, or
+    a SiglipModel for a model with a logit bias.
 
     Args:
         state: our model's state dict.
         config: the checkpoint's pipeline config.
-        out_dir: the folder to create; ``CLIPModel.from_pretrained(out_dir)`` loads it.
+        out_dir: the folder to create; ``CLIPModel.from_pretrained(out_dir)`` (``SiglipModel``) loads it.
     """
     from safetensors.torch import save_file
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    hf_state = export_state(state, hf_rules(config.model))
+    siglip = config.model.init_logit_bias is not None
+    hf_state = export_state(state, siglip_rules(config.model) if siglip else hf_rules(config.model))
     with atomic_path(out / HF_WEIGHT_FILES[0]) as tmp:
         save_file(hf_state, str(tmp), metadata={"format": "pt"})
     p = config.preprocess
@@ -268,8 +294,12 @@ def export_hf(state: dict[str, torch.Tensor], config: PipelineConfig, out_dir: s
         "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": list(p.mean),
         "image_std": list(p.std), "do_convert_rgb": True,
     }  # fmt: skip
+    if siglip:  # SiglipImageProcessor: resize to the square, no crop
+        preprocessor = {k: v for k, v in preprocessor.items() if k not in ("do_center_crop", "crop_size")}
+        preprocessor.update(image_processor_type="SiglipImageProcessor",
+                            size={"height": p.image_size, "width": p.image_size})  # fmt: skip
     atomic_write_text(out / HF_PREPROCESSOR_FILE, json.dumps(preprocessor, indent=2) + "\n")
-    hf_config = config_to_hf(config.model)
+    hf_config = siglip_config_to_hf(config.model, ACTIVATION_NAMES) if siglip else config_to_hf(config.model)
     hf_config["dtype"] = str(hf_state["logit_scale"].dtype).removeprefix("torch.")  # the dtype the weights are in
     atomic_write_text(out / HF_CONFIG_FILE, json.dumps(hf_config, indent=2) + "\n")
     return out

@@ -181,6 +181,10 @@ _CONFIGS: dict[str, CLIPConfig] = {
         vision=ViTConfig(image_size=32, patch_size=8, width=32, layers=2, head_width=16),
         text=TextConfig(context_length=16, width=32, heads=2, layers=2),
     ),
+    # The same sizes in each family's composition, for the families' golden training runs.
+    "test-siglip": _siglip(32, 8, 32, 2, 2, _siglip_text(32, 2, 2, 49408, context=16)),
+    "test-eva02": _eva02(16, 32, 8, 32, 2, 2, TextConfig(context_length=16, width=32, heads=2, layers=2)),
+    "test-pe-core": _pe_core(16, 32, 8, 32, 2, 2, TextConfig(context_length=16, width=32, heads=2, layers=2)),
 }
 
 
