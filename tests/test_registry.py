@@ -1,8 +1,8 @@
 """Every registered name builds with exactly the parameter count OpenCLIP 3.3.0 gives the same name.
 
-The counts come from OpenCLIP itself (tests/data/make_open_clip_param_counts.py, run in a reference
-environment with open_clip_torch 3.3.0 + timm); clipforge builds each model on the meta device, so even the
-2.5B-parameter ones cost no memory.
+The counts come from OpenCLIP itself (tests/reference/fixtures/param_counts.json, written by
+tests/reference/make_param_counts.py in the reference environment with open_clip_torch 3.3.0 + timm);
+clipforge builds each model on the meta device, so even the 2.5B-parameter ones cost no memory.
 """
 
 from __future__ import annotations
@@ -16,7 +16,10 @@ import torch
 from clipforge.model.clip import CLIP
 from clipforge.model.registry import get_config, list_models
 
-COUNTS = json.loads((Path(__file__).parent / "data" / "open_clip_param_counts.json").read_text())["counts"]
+_REFERENCE = json.loads((Path(__file__).parent / "reference" / "fixtures" / "param_counts.json").read_text())
+_REGISTERED = {n for name in list_models() for n in (name, f"{name}-quickgelu")}
+# OpenCLIP's count for every registered name it also has (the file covers more OpenCLIP names than we register).
+COUNTS = {n: m["params"]["total"] for n, m in _REFERENCE["models"].items() if n in _REGISTERED}
 OWN_NAMES = {"tiny-vit", "tiny-resnet", "test-vit", "test-siglip", "test-eva02", "test-pe-core"}  # clipforge's small CPU configs; OpenCLIP has no such names
 
 
@@ -33,6 +36,6 @@ def test_parameter_count_equals_open_clips(name):
 
 def test_every_registered_name_is_counted():
     missing = [n for n in list_models() if n not in OWN_NAMES and n not in COUNTS]
-    assert not missing, f"no OpenCLIP count for {missing}: rerun tests/data/make_open_clip_param_counts.py"
+    assert not missing, f"no OpenCLIP count for {missing}: rerun tests/reference/make_param_counts.py"
     assert sum("SigLIP" in n for n in COUNTS) == 26  # every SigLIP / SigLIP 2 name OpenCLIP 3.3 has
     assert sum(n.startswith("EVA02-") for n in COUNTS) == 3 and sum(n.startswith("PE-Core-") for n in COUNTS) == 5
