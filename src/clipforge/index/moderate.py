@@ -123,7 +123,7 @@ def calibrate(concept: str, scores: np.ndarray, labels: np.ndarray, precision: f
             best = (prec, float(t), rec)
     return Calibration(concept, None, best[0], best[2], pos, neg, False,
                        f"precision {precision:g} is unreachable on the labelled set (best {best[0]:.3f} "
-                       f"at threshold {best[1]:.4f}); add labelled examples or lower --precision")
+                       f"at threshold {best[1]:.4f}); add labelled examples or lower precision=")
 
 
 class Moderator:
