@@ -35,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
     imported = import_weights(args.source, args.src, args.config)
     model = build_model(imported)
-    out = save_checkpoint(model, imported.config, args.out)
+    out = save_checkpoint(model, imported.config, args.out, tokenizer_json=imported.tokenizer_json)
     n = sum(v.numel() for v in imported.state.values() if v.is_floating_point())
     m = imported.config.model
     tower = f"ViT-{m.vision.patch_size}" if isinstance(m.vision, ViTConfig) else f"ResNet{list(m.vision.layers)}"

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 LossFn = Callable[..., "torch.Tensor"]
 
 
-def build_loss(cfg: LossConfig, world: World) -> LossFn:
+def build_loss(cfg: LossConfig, world: World, has_logit_bias: bool = False) -> LossFn:
     """The loss function for ``cfg`` on this ``world`` (see the module docstring).
 
     Gradient scaling, per variant (DDP averages parameter gradients over the W ranks; each rank's loss is
@@ -52,12 +52,14 @@ def build_loss(cfg: LossConfig, world: World) -> LossFn:
     Args:
         cfg: which objective and how it is distributed.
         world: this process's place in the job (dist.env.init_distributed).
+        has_logit_bias: the model has a learnable logit bias; kind "auto" then means "sigmoid".
     Returns: ``loss_fn(out, teacher=None) -> scalar``.
     """
     if cfg.chunk_size < 0:
         raise UserError(f"loss.chunk_size must be >= 0, got {cfg.chunk_size}")
-    if cfg.kind not in ("contrastive", "sigmoid", "distill"):
-        raise UserError(f"unknown loss.kind {cfg.kind!r}", hint="use contrastive, sigmoid or distill")
+    if cfg.kind not in ("auto", "contrastive", "sigmoid", "distill"):
+        raise UserError(f"unknown loss.kind {cfg.kind!r}", hint="use auto, contrastive, sigmoid or distill")
+    kind = ("sigmoid" if has_logit_bias else "contrastive") if cfg.kind == "auto" else cfg.kind
     gather = ring = None
     if world.distributed:
         if cfg.gather_with_grad:
@@ -68,10 +70,10 @@ def build_loss(cfg: LossConfig, world: World) -> LossFn:
         ring = dist_gather.ring_blocks
     w = world.world_size
 
-    if cfg.kind == "sigmoid":
+    if kind == "sigmoid":
         return lambda out, teacher=None: sigmoid_loss(out, ring, world_size=w)
 
-    if cfg.kind == "distill":
+    if kind == "distill":
         def distill_fn(out: CLIPOutput, teacher: CLIPOutput | None = None) -> torch.Tensor:
             if teacher is None:
                 raise UserError("loss kind 'distill' needs the teacher's output for the batch",

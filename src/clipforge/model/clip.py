@@ -14,7 +14,8 @@ from clipforge.model.resnet import ModifiedResNet
 from clipforge.model.text import TextTransformer
 from clipforge.model.vit import VisionTransformer
 
-# CLIP paper, section 2.5: the temperature is clipped so logits are never scaled by more than 100.
+# CLIP paper, section 2.5: the temperature is clipped so logits are never scaled by more than 100
+# (CLIPConfig.max_logit_scale's default).
 MAX_LOGIT_SCALE = math.log(100.0)
 
 
@@ -39,8 +40,8 @@ class CLIP(nn.Module):
         if isinstance(cfg.vision, ResNetConfig):
             self.visual: nn.Module = ModifiedResNet(cfg.vision, cfg.embed_dim)
         else:
-            self.visual = VisionTransformer(cfg.vision, cfg.embed_dim, cfg.quick_gelu)
-        self.text = TextTransformer(cfg.text, cfg.embed_dim, cfg.quick_gelu)
+            self.visual = VisionTransformer(cfg.vision, cfg.embed_dim)
+        self.text = TextTransformer(cfg.text, cfg.embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(float(cfg.init_logit_scale)))
         self.logit_bias: nn.Parameter | None = None
         if cfg.init_logit_bias is not None:
@@ -57,8 +58,14 @@ class CLIP(nn.Module):
     def forward(self, pixels: torch.Tensor, token_ids: torch.Tensor) -> CLIPOutput:
         image = F.normalize(self.encode_image(pixels), dim=-1)
         text = F.normalize(self.encode_text(token_ids), dim=-1)
-        scale = self.logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()
-        return CLIPOutput(image, text, scale, self.logit_bias)
+        return CLIPOutput(image, text, self.temperature(), self.logit_bias)
+
+    def temperature(self) -> torch.Tensor:
+        """The scalar logits are multiplied by: exp of the log temperature, clamped at ``cfg.max_logit_scale``."""
+        log_scale = self.logit_scale
+        if self.cfg.max_logit_scale is not None:
+            log_scale = log_scale.clamp(max=self.cfg.max_logit_scale)
+        return log_scale.exp()
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute block activations in backward instead of storing them (less memory, ~30% more compute)."""
@@ -70,5 +77,5 @@ class CLIP(nn.Module):
 
     @torch.no_grad()
     def clamp_logit_scale(self) -> None:
-        """Keep the stored log-temperature within [0, ln 100]; the trainer calls this after each step."""
-        self.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
+        """Keep the stored log-temperature within [0, cfg.max_logit_scale]; the trainer calls this after each step."""
+        self.logit_scale.clamp_(0, self.cfg.max_logit_scale)

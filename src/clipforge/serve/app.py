@@ -112,7 +112,10 @@ def app_for_index(index_dir: str | Path, concepts: str | Path | None = None, dev
         device: where the query model runs.
     """
     searcher = Searcher.open(index_dir, device=device)
-    moderator = Moderator(read_concepts(concepts), searcher.embed_texts) if concepts else None
+    moderator = None
+    if concepts:
+        probability = searcher.concept_probabilities if searcher.probability_kind() == "sigmoid" else None
+        moderator = Moderator(read_concepts(concepts), searcher.embed_texts, probability)
     return create_app(searcher, moderator)
 
 
@@ -180,7 +183,10 @@ def create_app(searcher: Searcher, moderator: Moderator | None = None, max_uploa
         if len(names) > 1000:
             raise HTTPException(400, "at most 1000 labels")
         pil = _read_upload(image, max_upload)
-        return {"labels": [s.to_json() for s in searcher.classify(pil, names)]}
+        # "probability" says how "prob" was computed: "softmax" over these labels (CLIP) or "sigmoid" per label
+        # (SigLIP: sigmoid(scale * score + bias), each label judged on its own).
+        labels = [s.to_json() for s in searcher.classify(pil, names)]
+        return {"labels": labels, "probability": searcher.probability_kind()}
 
     @app.post("/moderate")
     def moderate(image: UploadFile = File(...)) -> dict[str, Any]:
