@@ -248,6 +248,6 @@ def test_imports_inside_functions_are_deferred_on_purpose():
         first, last = imp.block
         if not any("#" in text for text in lines[first - 2 : last]):  # the line above the run, and the run
             uncommented.append(f"{rel}:{imp.line} ({imp.target})")
-    assert not hidden, f"import these at the top of the file: {hidden}"
+    assert not hidden, f"import these at the top of the file: {sorted(set(hidden))}"
     assert not uncommented, f"in-function imports need a comment saying why they are deferred: {uncommented}"
 

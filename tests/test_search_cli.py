@@ -61,3 +61,27 @@ def test_add_and_delete(demo, tmp_path, capsys):
     hits = run_json(capsys, ["search", str(idx), "--image", str(demo["col"] / "extra.png"), "-k", "1", "--json"])
     assert hits[0]["path"] == "extra.png"
     assert main(["index", f"out={idx}", "--delete", "x"]) == 2
+
+
+def test_classify_ranks_and_scores_labels_as_zero_shot_evaluation_does(demo):
+    """Searcher.classify is eval.zeroshot on one image: the same prompt ensemble, ranking and probabilities."""
+    import torch
+    from PIL import Image
+
+    from clipforge.eval.datasets import ClassificationData, ListImages
+    from clipforge.eval.templates import get_templates
+    from clipforge.eval.zeroshot import class_probabilities, evaluate
+    from clipforge.index.search import CLASSIFY_TEMPLATES, Searcher
+
+    searcher = Searcher.open(demo["idx"])
+    image = Image.open(demo["col"] / "a" / "img005.png").convert("RGB")
+    labels = ["circle", "square", "triangle", "red square", "a dog"]
+    got = searcher.classify(image, labels)
+    data = ClassificationData(labels, ListImages([image]), [0], "one image")
+    want = evaluate(searcher.pipeline, data, get_templates(CLASSIFY_TEMPLATES))
+    order = want.ranking[0].tolist()
+    assert [s.label for s in got] == [labels[i] for i in order]
+    assert [s.score for s in got] == pytest.approx([float(want.scores[0, i]) for i in order], abs=1e-5)
+    probs = class_probabilities(want.scores, searcher.pipeline.model)[0]
+    assert [s.prob for s in got] == pytest.approx([float(probs[i]) for i in order], abs=1e-5)
+    assert sum(s.prob for s in got) == pytest.approx(1.0, abs=1e-5) and torch.is_tensor(want.scores)

@@ -20,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 import yaml
 
 from clipforge.errors import UserError
+from clipforge.eval.zeroshot import SIGMOID, class_probabilities, probability_kind
 from clipforge.utils.io import atomic_write_text
 
 
@@ -166,3 +168,16 @@ def with_thresholds(concepts: list[Concept], calibrations: dict[str, Calibration
         cal = calibrations.get(c.name)
         out.append(replace(c, threshold=cal.threshold) if cal and cal.reachable else c)
     return out
+
+
+def concept_probabilities(model: torch.nn.Module, scores: np.ndarray) -> np.ndarray | None:
+    """sigmoid(scale * score + bias) per image and concept for a SigLIP model; None for softmax CLIP models,
+    whose probabilities only rank concepts against each other and so say nothing about one concept alone.
+
+    Args:
+        model: the CLIP model (its temperature and logit bias; ``eval.zeroshot.class_probabilities``).
+        scores: (N, C) cosine similarities of images to concepts.
+    """
+    if probability_kind(model) != SIGMOID:
+        return None
+    return class_probabilities(torch.from_numpy(scores), model).numpy()

@@ -17,7 +17,15 @@ from clipforge.errors import UserError
 from clipforge.index.build import read_embeddings
 from clipforge.index.embed import embed_in_memory
 from clipforge.index.manifest import EMBED_MANIFEST, checkpoint_fingerprint
-from clipforge.index.moderate import Calibration, Concept, Moderator, calibrate, with_thresholds, write_concepts
+from clipforge.index.moderate import (
+    Calibration,
+    Concept,
+    Moderator,
+    calibrate,
+    concept_probabilities,
+    with_thresholds,
+    write_concepts,
+)
 from clipforge.index.search import Searcher
 from clipforge.pipeline import Pipeline
 from clipforge.utils.io import atomic_write_text
@@ -83,7 +91,7 @@ def moderate_collection(pipeline: Pipeline, checkpoint: str, src: str, concepts:
     else:
         paths, vectors, skipped = embed_in_memory(pipeline, open_source(src), **embed_opts)
     scores = Moderator(concepts, embed_texts).scores(vectors)  # (N, C)
-    probs = concept_probabilities(pipeline, scores)  # (N, C) for SigLIP models, else None
+    probs = concept_probabilities(pipeline.model, scores)  # (N, C) for SigLIP models, else None
     rows = []
     for j, concept in enumerate(concepts):
         if concept.threshold is None:
@@ -96,18 +104,6 @@ def moderate_collection(pipeline: Pipeline, checkpoint: str, src: str, concepts:
             rows.append(row)
     rows.sort(key=lambda r: (-r["score"], r["path"]))
     return rows, len(paths), skipped
-
-
-def concept_probabilities(pipeline: Pipeline, scores: np.ndarray) -> np.ndarray | None:
-    """sigmoid(scale * score + bias) per image and concept for a SigLIP model; None for softmax CLIP models,
-    whose probabilities only rank concepts against each other and so say nothing about one concept alone."""
-    import torch
-
-    from clipforge.eval.zeroshot import SIGMOID, class_probabilities, probability_kind  # torch-side, deferred
-
-    if probability_kind(pipeline.model) != SIGMOID:
-        return None
-    return class_probabilities(torch.from_numpy(scores), pipeline.model).numpy()
 
 
 def write_report(out: Path, concepts: list[Concept], calibrations: dict[str, Calibration],

@@ -17,15 +17,19 @@ import torch
 import torch.nn.functional as F
 
 from clipforge.errors import UserError
+from clipforge.eval.templates import get_templates
+from clipforge.eval.zeroshot import class_embeddings, class_probabilities, probability_kind, rank_classes
 from clipforge.index.manifest import config_sha256
+from clipforge.index.moderate import concept_probabilities
 from clipforge.index.store import IndexStore, load_store
 from clipforge.pipeline import Pipeline, load
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-# Zero-shot prompts, averaged per label (CLIP paper, section 3.1.4: prompt ensembling helps).
-LABEL_TEMPLATES = ("a photo of a {}.", "a picture of a {}.", "an image of a {}.")
+# classify's prompt set (eval.templates): the 7 prompts CLIP's notebook chose from its 80, averaged per label
+# (CLIP paper, sec. 3.1.4: ensembling helps); 7 text passes per label keep a request fast.
+CLASSIFY_TEMPLATES = "short"
 MAX_K = 100
 
 
@@ -119,23 +123,15 @@ class Searcher:
             pixels = self.pipeline.preprocess(image).unsqueeze(0).to(param.device, param.dtype)  # (1, 3, H, W)
             return F.normalize(model.encode_image(pixels).float(), dim=-1).cpu().numpy()
 
-    def logit_scale(self) -> float:
-        return float(self.pipeline.model.temperature().detach())
-
     def concept_probabilities(self, scores: np.ndarray) -> np.ndarray:
         """(N, C) cosine scores -> sigmoid(scale * score + bias) per concept (sigmoid-trained models only)."""
-        import torch
-
-        from clipforge.eval.zeroshot import SIGMOID, class_probabilities  # deferred like this module's torch code
-
-        if self.probability_kind() != SIGMOID:
+        probs = concept_probabilities(self.pipeline.model, scores)
+        if probs is None:
             raise ValueError("per-concept probabilities need a sigmoid-trained (SigLIP) model")
-        return class_probabilities(torch.from_numpy(scores), self.pipeline.model).numpy()
+        return probs
 
     def probability_kind(self) -> str:
         """How ``classify`` turns scores into probabilities: "softmax" over the labels or "sigmoid" per label."""
-        from clipforge.eval.zeroshot import probability_kind  # torch-side code, deferred like this module's others
-
         return probability_kind(self.pipeline.model)
 
     # --- queries -------------------------------------------------------------------------------------
@@ -170,21 +166,22 @@ class Searcher:
         return [Hit(int(meta["id"][r]), meta["path"][r], float(scores[r]), meta["caption"][r]) for r in top]
 
     def classify(self, image: Any, labels: list[str]) -> list[LabelScore]:
-        """Zero-shot scores of ``labels`` for an image, best first (prompt ensemble per label)."""
+        """Zero-shot scores of ``labels`` for an image, best first, exactly as ``eval.zeroshot`` scores classes.
+
+        Each label's embedding is the renormalized mean over the ``CLASSIFY_TEMPLATES`` prompts
+        (``zeroshot.class_embeddings``); ties go to the label listed first (``zeroshot.rank_classes``); the
+        probabilities are the model's own (``zeroshot.class_probabilities``: softmax over the labels for CLIP,
+        sigmoid per label for SigLIP).
+        """
         labels = [label.strip() for label in labels if label.strip()]
         if not labels:
             raise UserError("no labels given", hint='pass labels as "cat,dog,car"')
-        prompts = [t.format(label) for label in labels for t in LABEL_TEMPLATES]
-        text = self.embed_texts(prompts).reshape(len(labels), len(LABEL_TEMPLATES), -1).mean(axis=1)  # (L, D)
-        text /= np.linalg.norm(text, axis=1, keepdims=True)
-        import torch
-
-        from clipforge.eval.zeroshot import class_probabilities  # deferred like this module's other torch code
-
-        scores = text @ self.embed_image(image)[0]  # (L,)
-        probs = class_probabilities(torch.from_numpy(scores), self.pipeline.model).numpy()
-        order = np.argsort(-scores)
-        return [LabelScore(labels[i], float(scores[i]), float(probs[i])) for i in order]
+        with self.lock:
+            weights = class_embeddings(self.pipeline, labels, get_templates(CLASSIFY_TEMPLATES))  # (L, D)
+        image_features = torch.from_numpy(self.embed_image(image))  # (1, D)
+        scores, ranking = rank_classes(image_features, weights)  # (1, L) each
+        probs = class_probabilities(scores, self.pipeline.model)[0]  # (L,)
+        return [LabelScore(labels[i], float(scores[0, i]), float(probs[i])) for i in ranking[0].tolist()]
 
 
 def check_k(k: int) -> int:
