@@ -72,7 +72,6 @@ def test_unsupported_options_are_refused_by_name():
         ("vision_cfg", "attentional_pool", True),
         ("text_cfg", "hf_model_name", "xlm-roberta-base"),
         ("text_cfg", "pool_type", "last"),
-        ("text_cfg", "no_causal_mask", True),
     ]:
         raw = json.loads(json.dumps(VIT_B_32))
         raw[section][key] = value

@@ -63,7 +63,7 @@ def import_weights(kind: str, src: str | Path, config: str | None = None) -> Imp
     if kind == "open_clip":
         from clipforge.convert.open_clip import import_open_clip
 
-        return import_open_clip(src, cfg)
+        return import_open_clip(src, cfg, name=config if cfg is not None and not isinstance(cfg, Path) else None)
     from clipforge.convert.hf import import_hf
 
     return import_hf(src, cfg)

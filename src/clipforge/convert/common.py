@@ -45,12 +45,15 @@ class Rule:
             "concat" (ours is the foreign tensors concatenated along dim 0, e.g. fused QKV from q/k/v).
         optional: the foreign key may be absent (BatchNorm's ``num_batches_tracked``, unused at inference);
             it is then filled with zero.
+        lead_dims: for "copy", the foreign tensor has this many extra leading dims of size 1 (timm keeps a
+            class token as (1, 1, W) where ours is (W,)).
     """
 
     ours: str
     theirs: tuple[str, ...]
     op: Op = "copy"
     optional: bool = False
+    lead_dims: int = 0
 
 
 class Imported(NamedTuple):
@@ -147,7 +150,10 @@ def import_state(
 
 def _to_ours(rule: Rule, parts: list[torch.Tensor]) -> torch.Tensor:
     if rule.op == "copy":
-        return parts[0]
+        lead = parts[0].shape[: rule.lead_dims]
+        if any(n != 1 for n in lead):
+            raise RuntimeError(f"expected {rule.lead_dims} leading dims of size 1, got shape {tuple(parts[0].shape)}")
+        return parts[0].reshape(parts[0].shape[rule.lead_dims :])
     if rule.op == "transpose":
         return parts[0].t().contiguous()
     return torch.cat(parts, dim=0)
@@ -159,7 +165,7 @@ def export_state(ours: Mapping[str, torch.Tensor], rules: list[Rule]) -> dict[st
     for rule in rules:
         value = ours[rule.ours].detach().cpu()
         if rule.op == "copy":
-            parts = [value]
+            parts = [value.reshape((1,) * rule.lead_dims + tuple(value.shape))]
         elif rule.op == "transpose":
             parts = [value.t()]
         else:

@@ -7,7 +7,7 @@ clipforge model name (the registry uses OpenCLIP's names) as ``config``.
 
 OpenCLIP has many architecture switches; a config that sets one clipforge does not implement (layer scale,
 attentional pooling, timm or Hugging Face towers, other pooling, ...) is refused with the option named,
-never imported approximately.
+never imported approximately. MobileCLIP's timm towers are mapped by ``convert/mobileclip.py``.
 """
 
 from __future__ import annotations
@@ -24,9 +24,16 @@ from clipforge.convert.common import (
     read_json_object,
     read_state_file,
 )
+from clipforge.convert.mobileclip import (
+    PREPROCESS,
+    is_mobileclip,
+    is_reparameterized_layout,
+    mobileclip_rules,
+    vision_from_timm,
+)
 from clipforge.convert.openai import OPENAI_CONSTANTS, openai_rules
 from clipforge.errors import UserError
-from clipforge.model.config import CLIPConfig, ResNetConfig, TextConfig, VisionConfig, ViTConfig
+from clipforge.model.config import CLIPConfig, FastViTConfig, ResNetConfig, TextConfig, VisionConfig, ViTConfig
 
 # Options clipforge supports only at OpenCLIP's default value (falsy values like None, False, {} also pass).
 VISION_DEFAULT_ONLY: dict[str, Any] = {
@@ -37,7 +44,7 @@ VISION_DEFAULT_ONLY: dict[str, Any] = {
     "global_average_pool": False, "embed_cls": False,
 }  # fmt: skip
 TEXT_DEFAULT_ONLY: dict[str, Any] = {
-    "ls_init_value": None, "embed_cls": False, "no_causal_mask": False, "final_ln_after_pool": False,
+    "ls_init_value": None, "embed_cls": False, "final_ln_after_pool": False,
     "pool_type": "argmax", "proj_bias": False, "proj_type": "linear", "act_kwargs": None, "block_type": "default",
     "qk_norm": False, "scaled_cosine_attn": False, "scale_heads": False, "scale_attn_inner": False,
     "scale_attn": False, "scale_fc": False, "hf_model_name": None, "hf_tokenizer_name": None,
@@ -107,24 +114,14 @@ def _config_from_open_clip(raw: dict[str, Any], source: str = "model config") ->
     if "vision_cfg" not in raw or "text_cfg" not in raw or "embed_dim" not in raw:
         raise UserError(f"{source}: not an OpenCLIP model config (needs embed_dim, vision_cfg, text_cfg)")
     vc, tc = dict(raw["vision_cfg"]), dict(raw["text_cfg"])
-    vision_known = {"image_size", "layers", "width", "head_width", "mlp_ratio", "patch_size", "norm_kwargs"}
-    _check_options(vc, VISION_DEFAULT_ONLY, VISION_IGNORED, vision_known, f"{source}: vision_cfg")
-    text_known = {"context_length", "vocab_size", "width", "heads", "layers", "mlp_ratio", "norm_kwargs"}
+    text_known = {"context_length", "vocab_size", "width", "heads", "layers", "mlp_ratio", "norm_kwargs",
+                  "no_causal_mask"}  # fmt: skip
     _check_options(tc, TEXT_DEFAULT_ONLY, TEXT_IGNORED, text_known, f"{source}: text_cfg")
-    layers = vc.get("layers", 12)
-    image_size = _side(vc.get("image_size", 224), f"{source}: vision_cfg")
-    common = dict(image_size=image_size, width=vc.get("width", 768), head_width=vc.get("head_width", 64))
-    if isinstance(layers, (list, tuple)):  # OpenCLIP builds a ModifiedResNet when layers is a list
-        vision: VisionConfig = ResNetConfig(layers=tuple(layers), **common)  # type: ignore[arg-type]
-    else:
-        vision = ViTConfig(
-            layers=layers, mlp_ratio=float(vc.get("mlp_ratio", 4.0)), patch_size=vc.get("patch_size", 16),
-            ln_eps=_eps(vc), patch_dropout=float(vc.get("patch_dropout", 0.0)), **common,
-        )  # fmt: skip
+    vision = _vision(vc, _side(vc.get("image_size", 224), f"{source}: vision_cfg"), f"{source}: vision_cfg")
     text = TextConfig(
         context_length=tc.get("context_length", 77), vocab_size=tc.get("vocab_size", 49408),
         width=tc.get("width", 512), heads=tc.get("heads", 8), layers=tc.get("layers", 12),
-        mlp_ratio=float(tc.get("mlp_ratio", 4.0)), ln_eps=_eps(tc),
+        mlp_ratio=float(tc.get("mlp_ratio", 4.0)), ln_eps=_eps(tc), causal=not tc.get("no_causal_mask", False),
     )  # fmt: skip
     model = CLIPConfig(embed_dim=raw["embed_dim"], vision=vision, text=text, quick_gelu=bool(raw.get("quick_gelu")))
     if raw.get("init_logit_scale") is not None:
@@ -132,6 +129,22 @@ def _config_from_open_clip(raw: dict[str, Any], source: str = "model config") ->
     if raw.get("init_logit_bias") is not None:
         model = dataclasses.replace(model, init_logit_bias=float(raw["init_logit_bias"]))
     return OpenCLIPSpec(model, _preprocess(raw.get("preprocess_cfg") or {}, source), bool(raw.get("custom_text")))
+
+
+def _vision(vc: dict[str, Any], image_size: int, where: str) -> VisionConfig:
+    """The image tower of an OpenCLIP ``vision_cfg``: a MobileCLIP timm tower, a ModifiedResNet or a ViT."""
+    if vc.get("timm_model_name"):
+        return vision_from_timm(vc, image_size, where)
+    vision_known = {"image_size", "layers", "width", "head_width", "mlp_ratio", "patch_size", "norm_kwargs"}
+    _check_options(vc, VISION_DEFAULT_ONLY, VISION_IGNORED, vision_known, where)
+    layers = vc.get("layers", 12)
+    common = dict(image_size=image_size, width=vc.get("width", 768), head_width=vc.get("head_width", 64))
+    if isinstance(layers, (list, tuple)):  # OpenCLIP builds a ModifiedResNet when layers is a list
+        return ResNetConfig(layers=tuple(layers), **common)  # type: ignore[arg-type]
+    return ViTConfig(
+        layers=layers, mlp_ratio=float(vc.get("mlp_ratio", 4.0)), patch_size=vc.get("patch_size", 16),
+        ln_eps=_eps(vc), patch_dropout=float(vc.get("patch_dropout", 0.0)), **common,
+    )  # fmt: skip
 
 
 def _preprocess(prep: dict[str, Any], source: str) -> dict[str, Any]:
@@ -155,13 +168,15 @@ def read_open_clip_config(path: str | Path) -> OpenCLIPSpec:
     return config_from_open_clip(read_json_object(path, "the OpenCLIP model config"), str(path))
 
 
-def import_open_clip(src: str | Path, config: CLIPConfig | str | Path | None) -> Imported:
+def import_open_clip(src: str | Path, config: CLIPConfig | str | Path | None, name: str | None = None) -> Imported:
     """Import an OpenCLIP checkpoint.
 
     Args:
         src: a state dict (.pt/.bin, optionally a training checkpoint with "state_dict" and "module." keys)
             or a .safetensors file.
         config: the OpenCLIP model-config JSON path, or our CLIPConfig (e.g. from the registry).
+        name: the OpenCLIP model name ``config`` came from, if any; it picks the preprocessing of the name's
+            pretrained weights where the config has none (MobileCLIP). A config file's name is its stem.
 
     Raises:
         UserError: without a config (OpenCLIP files do not carry one), or when the weights do not fit it.
@@ -171,9 +186,21 @@ def import_open_clip(src: str | Path, config: CLIPConfig | str | Path | None) ->
             f"{src}: OpenCLIP checkpoints carry no model config",
             hint="pass --config with the model-config JSON (open_clip/model_configs/NAME.json) or a model name",
         )
-    spec = OpenCLIPSpec(config, {}, False) if isinstance(config, CLIPConfig) else read_open_clip_config(config)
-    rules = openai_rules(spec.model, text_prefix="text." if spec.custom_text else "")
+    if isinstance(config, CLIPConfig):
+        spec = OpenCLIPSpec(config, {}, False)
+    else:
+        spec, name = read_open_clip_config(config), name or Path(config).stem
+    foreign = read_state_file(src)
+    model = spec.model
+    if is_mobileclip(model.vision):
+        # The file says which form (training branches or folded) the weights are in, by its key names.
+        if isinstance(model.vision, FastViTConfig) and is_reparameterized_layout(foreign):
+            model = dataclasses.replace(model, vision=dataclasses.replace(model.vision, reparameterized=True))
+        rules = mobileclip_rules(model)
+    else:
+        rules = openai_rules(model, text_prefix="text." if spec.custom_text else "")
     ignore = (*OPENAI_CONSTANTS, "attn_mask", "text.attn_mask")  # the causal mask is a constant, not a weight
-    state = import_state(read_state_file(src), rules, spec.model, str(src), ignore=ignore)
+    state = import_state(foreign, rules, model, str(src), ignore=ignore)
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    return Imported(state, pipeline_config(spec.model, **spec.preprocess))
+    preprocess = spec.preprocess or PREPROCESS.get(name or "", {})
+    return Imported(state, pipeline_config(model, **preprocess))

@@ -100,8 +100,18 @@ def openai_rules(cfg: CLIPConfig, text_prefix: str = "") -> list[Rule]:
             CustomTextCLIP layout, which also names the projection ``text.text_projection``).
     """
     rules = _resnet_rules(cfg.vision) if isinstance(cfg.vision, ResNetConfig) else _vit_rules(cfg.vision)
+    return rules + openai_text_rules(cfg, text_prefix)
+
+
+def openai_text_rules(cfg: CLIPConfig, text_prefix: str = "") -> list[Rule]:
+    """The text tower's (and logit scale/bias) part of ``openai_rules``; other image towers reuse it.
+
+    Args:
+        cfg: our model config.
+        text_prefix: as ``openai_rules``.
+    """
     p = text_prefix
-    rules += [
+    rules = [
         Rule("text.token_embedding.weight", (f"{p}token_embedding.weight",)),
         Rule("text.pos_embedding", (f"{p}positional_embedding",)),
         Rule("text.proj", (f"{p}text_projection",)),

@@ -1,4 +1,4 @@
-"""Text tower: causal transformer over BPE tokens, features at the end-of-text token."""
+"""Text tower: transformer over BPE tokens (causal unless the config says not), features at the end-of-text token."""
 
 from __future__ import annotations
 
@@ -33,12 +33,15 @@ class TextTransformer(nn.Module):
         Returns (B, embed_dim) unnormalized features.
         """
         eot = token_ids.argmax(dim=-1)  # (B,) first end-of-text position
-        # The mask is causal, so positions after the last end-of-text cannot change the features we read:
-        # trim the batch to its longest text instead of always running all 77 positions.
-        n = int(eot.max()) + 1 if token_ids.numel() else token_ids.shape[1]
+        n = token_ids.shape[1]
+        if self.cfg.causal and token_ids.numel():
+            # The mask is causal, so positions after the last end-of-text cannot change the features we read:
+            # trim the batch to its longest text instead of always running all 77 positions. Without the mask
+            # every position (padding too) reaches every feature, so nothing may be trimmed.
+            n = int(eot.max()) + 1
         ids = token_ids[:, :n]
         x = self.token_embedding(ids) + self.pos_embedding[:n].to(self.token_embedding.weight.dtype)  # (B, n, W)
-        x = self.transformer(x, causal=True)
+        x = self.transformer(x, causal=self.cfg.causal)
         x = self.norm_final(x)
         x = x[torch.arange(x.shape[0], device=x.device), eot]  # (B, W)
         return x @ self.proj  # (B, E)
