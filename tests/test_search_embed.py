@@ -15,10 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 from search_helpers import draw, make_checkpoint, make_collection
 
+from clipforge.data.sources import open_source, read_bytes
 from clipforge.errors import UserError
 from clipforge.index.embed import embed_collection
 from clipforge.index.manifest import checkpoint_fingerprint
-from clipforge.index.sources import open_collection, read_bytes
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def pipeline(ckpt):
 
 
 def run_embed(pipeline, ckpt, src, out, **kw):
-    return embed_collection(pipeline, open_collection(src), out, fingerprint=checkpoint_fingerprint(ckpt),
+    return embed_collection(pipeline, open_source(src), out, fingerprint=checkpoint_fingerprint(ckpt),
                             workers=0, batch_size=4, progress=False, **kw)
 
 
@@ -115,7 +115,7 @@ def test_other_checkpoint_refused(tmp_path, pipeline, ckpt):
     run_embed(pipeline, ckpt, col, tmp_path / "emb")
     other = make_checkpoint(tmp_path / "other", embed_dim=8)
     with pytest.raises(UserError, match="another checkpoint"):
-        embed_collection(pipeline, open_collection(col), tmp_path / "emb", fingerprint=checkpoint_fingerprint(other))
+        embed_collection(pipeline, open_source(col), tmp_path / "emb", fingerprint=checkpoint_fingerprint(other))
 
 
 def test_two_ranks_match_one(tmp_path, pipeline, ckpt):
@@ -138,16 +138,16 @@ def test_tables_and_shards(tmp_path, pipeline, ckpt):
     (col / "pairs.jsonl").write_text("".join(json.dumps({"image": r, "caption": [f"c{i}", "x"]}) + "\n"
                                              for i, r in enumerate(rels)))
     for name in ("pairs.csv", "pairs.jsonl"):
-        c = open_collection(col / name)
+        c = open_source(col / name)
         assert [it.path for it in c.items] == rels and c.items[0].caption in ("caption 0", "c0")
     with pytest.raises(UserError, match="no column"):
-        open_collection(col / "pairs.csv", image_column="img")
+        open_source(col / "pairs.csv", image_column="img")
     # Captions are read as training reads them: a JSON list in a CSV cell, one caption per sidecar line.
     (col / "lists.csv").write_text("image,caption\n" + "".join(f'{r},"[""first {i}"", ""second""]"\n'
                                                                for i, r in enumerate(rels)))
-    assert open_collection(col / "lists.csv").items[1].caption == "first 1"
+    assert open_source(col / "lists.csv").items[1].caption == "first 1"
     (col / Path(rels[0]).with_suffix(".txt")).write_text("line one\nline two\n")
-    assert open_collection(col).items[0].caption == "line one"
+    assert open_source(col).items[0].caption == "line one"
     shard = tmp_path / "shards" / "shard-000000.tar"
     shard.parent.mkdir()
     with tarfile.open(shard, "w") as tar:
@@ -156,7 +156,7 @@ def test_tables_and_shards(tmp_path, pipeline, ckpt):
             txt = tmp_path / f"{i}.txt"
             txt.write_text(f"shard caption {i}\nanother caption\n")
             tar.add(txt, arcname=f"{i:04d}.txt")
-    c = open_collection(shard.parent)
+    c = open_source(shard.parent)
     assert c.kind == "shards" and len(c.items) == 4 and c.items[1].caption == "shard caption 1"
     assert read_bytes(c.root, c.items[0].path) == (col / rels[0]).read_bytes()
     result = run_embed(pipeline, ckpt, shard.parent, tmp_path / "emb")

@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     emoji.set_defaults(_data_run=_run_emoji)
 
     shard = sub.add_parser("shard", help="write WebDataset shards from a folder or a CSV/TSV/JSONL/Parquet table")
-    shard.add_argument("src", help="folder of images with sidecar .txt captions, or a table")
+    shard.add_argument("src", help="folder of images with sidecar .txt captions, a table, or shards")
     shard.add_argument("out", help="output folder for shard-000000.tar ... and shards.json")
     shard.add_argument("--resize", type=int, default=None, help="downscale so the shortest side is at most N")
     shard.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
@@ -52,13 +52,13 @@ def _run_emoji(args: argparse.Namespace) -> int:
 
 
 def _run_shard(args: argparse.Namespace) -> int:
-    from clipforge.data.pairs import read_pairs
     from clipforge.data.shards import write_shards
+    from clipforge.data.sources import open_source
     from clipforge.errors import UserError
 
     if args.shard_size < 1 or (args.resize is not None and args.resize < 1):
         raise UserError("--shard-size and --resize must be positive")
-    table = read_pairs(args.src, args.image_column, args.caption_column)
-    stats = write_shards(table, args.out, resize=args.resize, shard_size=args.shard_size, image_format=args.format)
+    source = open_source(args.src, args.image_column, args.caption_column, require_captions=True)
+    stats = write_shards(source, args.out, resize=args.resize, shard_size=args.shard_size, image_format=args.format)
     print(json.dumps({"written": stats.written, "shards": len(stats.shards), "skipped": stats.skipped}))
     return 0

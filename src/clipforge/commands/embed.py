@@ -25,16 +25,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu or cuda[:N] (default: cuda when available)")
     parser.add_argument("--image-column", default="image", help="image column of a pairs table")
     parser.add_argument("--caption-column", default="caption", help="caption column of a pairs table")
+    parser.add_argument("--max-pixels", type=int, default=None,
+                        help="decoding budget per image in pixels (default 40 million); larger ones are skipped")
 
 
 def run(args: argparse.Namespace) -> int:
     import torch.distributed as dist
     from rich.console import Console
 
+    from clipforge.data.config import DEFAULT_MAX_PIXELS
+    from clipforge.data.sources import open_source
     from clipforge.dist.env import destroy_distributed, init_distributed
     from clipforge.index.embed import embed_collection
     from clipforge.index.manifest import checkpoint_fingerprint
-    from clipforge.index.sources import open_collection
     from clipforge.pipeline import load
 
     # Under torchrun this joins the process group (RANK/WORLD_SIZE/LOCAL_RANK); a plain run is rank 0 of 1.
@@ -43,12 +46,13 @@ def run(args: argparse.Namespace) -> int:
     device = args.device if args.device and not world.distributed else world.device
     rank = world.rank
     try:
-        collection = open_collection(args.src, args.image_column, args.caption_column)
+        collection = open_source(args.src, args.image_column, args.caption_column)
         pipeline = load(args.checkpoint, device=device)
         result = embed_collection(
             pipeline, collection, args.out, fingerprint=checkpoint_fingerprint(args.checkpoint), rank=rank,
             world=world.world_size, batch_size=args.batch_size, workers=args.workers, dtype=args.dtype,
             device=device, barrier=dist.barrier if world.distributed else None,
+            max_pixels=DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels,
         )
     finally:
         if world.distributed:

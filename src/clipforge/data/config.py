@@ -8,6 +8,10 @@ from typing import Literal
 # CLIP's normalization statistics (OpenAI, computed on their training set); OpenCLIP uses the same.
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+# The decoding budget (width x height) of data.transforms.load_image: a 156 Mpx PNG compresses to 600 KB but
+# decodes to 4 GB, so the pixel count is checked from the header first. 40 Mpx covers camera photos (a larger
+# JPEG decodes at a reduced scale) and bounds one decode to ~160 MB (RGBA).
+DEFAULT_MAX_PIXELS = 40_000_000
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,8 @@ class DataConfig:
         caption_sampling: "random" picks one of an image's captions per epoch; "first" always the first.
         silhouette: probability of training on a light-on-dark silhouette view of an image drawn on white
             (data.transforms.silhouette); 0 = off.
+        max_pixels: decoding budget per image (width x height, checked from the header before decoding); a
+            larger image is skipped and counted as ``too_large`` (a JPEG is first tried at a reduced scale).
     """
 
     train: str = ""
@@ -54,3 +60,4 @@ class DataConfig:
     crop_scale: tuple[float, float] = (0.8, 1.0)
     caption_sampling: Literal["random", "first"] = "random"
     silhouette: float = 0.0
+    max_pixels: int = DEFAULT_MAX_PIXELS

@@ -9,18 +9,25 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
-from clipforge.data.loader import Batch
-from clipforge.data.pairs import PairTable
-from clipforge.data.transforms import BadImageError, TrainTransform, load_image
+from clipforge.data.sources import Source, iter_shard
+from clipforge.data.transforms import BadImageError, ImageTooLarge, TrainTransform, load_image
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Batch:
+    pixels: torch.Tensor  # (B, 3, H, W) float32, normalized
+    token_ids: torch.Tensor  # (B, L) int64
+    indices: torch.Tensor  # (B,) int64 global sample indices (for tests of coverage and for debugging)
+    skipped: dict[str, int] = field(default_factory=dict)  # samples of this batch left out, by reason
 
 
 def seed_of(*parts: int) -> int:
@@ -64,6 +71,7 @@ class RawSample:
     image: str | bytes  # a path, or encoded bytes from a shard
     captions: tuple[str, ...]
     name: str  # for messages
+    caption_error: str | None = None  # why the captions could not be read (e.g. "caption_encoding")
 
 
 class _BatchMaker:
@@ -76,12 +84,14 @@ class _BatchMaker:
         seed: int,
         epoch: int,
         caption_sampling: str,
+        max_pixels: int,
     ) -> None:
         self.tokenizer = tokenizer
         self.transform = transform
         self.seed = seed
         self.epoch = epoch
         self.caption_sampling = caption_sampling
+        self.max_pixels = max_pixels
 
     def __call__(self, samples: Sequence[RawSample]) -> Batch:
         pixels, texts, indices, skipped = [], [], [], {}
@@ -91,13 +101,18 @@ class _BatchMaker:
 
         for s in samples:
             if not s.captions:
-                skip("empty_caption")
+                log.warning("skipping %s: %s", s.name, "caption file is not UTF-8" if s.caption_error else "no caption")
+                skip(s.caption_error or "empty_caption")
                 continue
             try:
-                img = load_image(s.image, name=s.name, fill_color=self.transform.cfg.fill_color)
+                img = load_image(s.image, s.name, self.transform.cfg.fill_color, self.max_pixels)
             except FileNotFoundError:
                 log.warning("skipping %s: file not found", s.name)
                 skip("missing")
+                continue
+            except ImageTooLarge as exc:
+                log.warning("skipping %s", exc)
+                skip("too_large")
                 continue
             except BadImageError as exc:
                 log.warning("skipping %s", exc)
@@ -121,8 +136,8 @@ class _BatchMaker:
 class TableBatches(Dataset):
     """Map-style: item b is this rank's b-th batch of the epoch (folders and tables)."""
 
-    def __init__(self, table: PairTable, order: torch.Tensor, ranges: list[range], **maker_args) -> None:
-        self.table = table
+    def __init__(self, source: Source, order: torch.Tensor, ranges: list[range], **maker_args) -> None:
+        self.source = source
         self.order = order.tolist()
         self.ranges = ranges
         self.make = _BatchMaker(**maker_args)
@@ -134,8 +149,9 @@ class TableBatches(Dataset):
         samples = []
         for pos in self.ranges[b]:
             i = self.order[pos]
-            path = self.table.images[i]
-            samples.append(RawSample(i, path or "<missing path>", self.table.captions[i], path or f"row {i}"))
+            item = self.source.items[i]
+            path = str(self.source.file(item))
+            samples.append(RawSample(i, path, item.captions, path, item.caption_error))
         return self.make(samples)
 
 
@@ -197,21 +213,21 @@ class ShardPlan:
 class ShardBatches(IterableDataset):
     """Iterable: each DataLoader worker reads its own shards (see ShardPlan) and batches its own stream."""
 
-    def __init__(self, plan: ShardPlan, skip_batches: int = 0, **maker_args) -> None:
+    def __init__(self, plan: ShardPlan, caption_field: str, skip_batches: int = 0, **maker_args) -> None:
         self.plan = plan
+        self.caption_field = caption_field
         self.skips, self.rotation = plan.resume_point(skip_batches)
         self.make = _BatchMaker(**maker_args)
 
     def _samples(self, role: int) -> Iterator[RawSample]:
-        from clipforge.data.shards import iter_shard
-
         for url, offset, _count, shard_id in self.plan.roles[role]:
-            items = list(enumerate(iter_shard(url))) if self.plan.shuffle else enumerate(iter_shard(url))
+            samples = iter_shard(url, self.caption_field)
+            items = list(enumerate(samples)) if self.plan.shuffle else enumerate(samples)
             if self.plan.shuffle:  # within-shard order, from (seed, epoch, shard): one shard in memory per worker
                 gen = torch.Generator().manual_seed(seed_of(self.make.seed, self.make.epoch, shard_id, 1))
                 items = [items[i] for i in torch.randperm(len(items), generator=gen).tolist()]
             for pos, s in items:
-                yield RawSample(offset + pos, s.image, s.captions, f"{Path(url).name}:{s.key}")
+                yield RawSample(offset + pos, s.image, s.captions, f"{Path(url).name}:{s.key}", s.caption_error)
 
     def __iter__(self) -> Iterator[Batch]:
         info = get_worker_info()

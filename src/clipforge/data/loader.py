@@ -35,41 +35,24 @@ shard``), a shard count divisible by world_size × workers, for DDP runs.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+import torch
+
+from clipforge.data import datasets
+from clipforge.data.datasets import Batch
+from clipforge.data.skips import SkipStats
+from clipforge.data.sources import expand_shards, is_shard_spec, open_source, shard_counts
+from clipforge.data.transforms import train_transform
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
-    import torch
-
     from clipforge.data.config import DataConfig, PreprocessConfig
     from clipforge.dist.env import World
 
+__all__ = ["Batch", "Loader", "SkipStats", "build_loader"]
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Batch:
-    pixels: torch.Tensor  # (B, 3, H, W) float32, normalized
-    token_ids: torch.Tensor  # (B, L) int64
-    indices: torch.Tensor  # (B,) int64 global sample indices (for tests of coverage and for debugging)
-    skipped: dict[str, int] = field(default_factory=dict)  # samples of this batch left out, by reason
-
-
-@dataclass
-class SkipStats:
-    """Items skipped this epoch, by reason ("corrupt", "missing", "empty_caption", ...)."""
-
-    counts: dict[str, int] = field(default_factory=dict)
-
-    def add(self, counts: dict[str, int]) -> None:
-        for reason, n in counts.items():
-            self.counts[reason] = self.counts.get(reason, 0) + n
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
 
 
 class Loader:
@@ -91,11 +74,10 @@ class Loader:
         self.stats = SkipStats(dict(self._initial.counts))
         seen = 0
         for batch in self._dataloader:
-            self.stats.add(batch.skipped)
+            self.stats.update(batch.skipped)
             seen += int(batch.indices.numel())
             yield batch
-        summary = ", ".join(f"{k}={v}" for k, v in sorted(self.stats.counts.items())) or "none"
-        log.info("epoch %d rank %d: %d samples loaded, skipped: %s", self.epoch, self.rank, seen, summary)
+        log.info("epoch %d rank %d: %d samples loaded, skipped: %s", self.epoch, self.rank, seen, self.stats.summary())
 
     def __len__(self) -> int:  # batches this rank will yield this epoch (upper bound for iterable sources)
         return self._num_batches
@@ -130,13 +112,6 @@ def build_loader(
         epoch, seed: the epoch order and all per-sample randomness are functions of these.
         skip_batches: batches of this epoch already consumed (resume); the loader starts after them.
     """
-    import torch
-
-    from clipforge.data import datasets
-    from clipforge.data.pairs import is_shard_spec, read_pairs
-    from clipforge.data.shards import expand_shards, shard_counts
-    from clipforge.data.transforms import train_transform
-
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     transform = train_transform(
@@ -146,22 +121,24 @@ def build_loader(
         silhouette_p=cfg.silhouette if train else 0.0,
     )
     sampling = cfg.caption_sampling if train else "first"
-    common = dict(tokenizer=tokenizer, transform=transform, seed=seed, epoch=epoch, caption_sampling=sampling)
+    common = dict(tokenizer=tokenizer, transform=transform, seed=seed, epoch=epoch, caption_sampling=sampling,
+                  max_pixels=cfg.max_pixels)
     initial = SkipStats()
     if is_shard_spec(cfg.train):
         urls = expand_shards(cfg.train)
         plan = datasets.ShardPlan.build(
             urls, shard_counts(urls), world.rank, world.world_size, max(cfg.workers, 1), batch_size, train, seed, epoch
         )
-        dataset = datasets.ShardBatches(plan, skip_batches=skip_batches, **common)
+        dataset = datasets.ShardBatches(plan, cfg.caption_column, skip_batches=skip_batches, **common)
         sampler = None
         num_batches = max(plan.num_batches - skip_batches, 0)
         num_samples = plan.num_samples
     else:
-        table = read_pairs(cfg.train, cfg.image_column, cfg.caption_column)
+        table = open_source(cfg.train, cfg.image_column, cfg.caption_column, require_captions=True)
+        initial.update(table.skipped.counts)  # rows of the table that name no image, malformed lines
         ranges, tail = datasets.rank_batch_ranges(len(table), world.rank, world.world_size, batch_size, train)
         if tail:
-            initial.counts["tail"] = tail
+            initial.add("tail", n=tail)
         dataset = datasets.TableBatches(table, datasets.epoch_order(len(table), seed, epoch, train), ranges, **common)
         sampler = list(range(min(skip_batches, len(ranges)), len(ranges)))
         num_batches = len(sampler)

@@ -1,8 +1,11 @@
-"""WebDataset tar shards: list, count, read (with the ``webdataset`` library) and write.
+"""WebDataset tar shards as files: members grouped into samples, and writing shards.
 
-A sample is ``<key>.<jpg|jpeg|png|webp>`` plus ``<key>.txt`` (one caption per line) and/or ``<key>.json``
-(``{"captions": [...]}`` or ``{"caption": "..."}``). ``write_shards`` also writes ``shards.json`` with the
-sample count of each shard, so loaders know every shard's size without reading it.
+A sample is the run of consecutive tar members sharing a key; the key is a member's path up to the first dot
+of its file name and the rest, lower-cased, is the member's extension (WebDataset's convention:
+``dir/0001.jpg`` and ``dir/0001.txt`` are sample ``dir/0001`` with members ``jpg`` and ``txt``). Which
+extensions are images and where captions come from are rules of ``clipforge.data.sources``.
+``write_shards`` also writes ``shards.json`` with each shard's sample count, so loaders know the sizes
+without reading the shards.
 """
 
 from __future__ import annotations
@@ -10,88 +13,78 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from clipforge.data.pairs import PairTable, split_caption_text
 from clipforge.errors import UserError
+
+if TYPE_CHECKING:
+    from clipforge.data.sources import Source
 
 log = logging.getLogger(__name__)
 
 INDEX_FILE = "shards.json"
-IMAGE_KEYS = ("jpg", "jpeg", "png", "webp")
+# WebDataset's key/extension split: everything before the first dot of the file name is the key.
+_KEY_EXT = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")
 
 
 @dataclass(frozen=True)
-class ShardSample:
-    """One raw sample: ``image`` is the encoded bytes (None when the sample has no image member)."""
+class TarSample:
+    """One sample's members: extension -> (member name, bytes); bytes are None for members not read."""
 
     key: str
-    image: bytes | None
-    captions: tuple[str, ...]
+    members: dict[str, tuple[str, bytes | None]]
 
 
-def expand_shards(spec: str) -> list[str]:
-    """Shard paths from a folder of .tar files, one .tar file, or a brace pattern ("d/s-{000..009}.tar")."""
-    from braceexpand import braceexpand
-
-    p = Path(spec)
-    urls = sorted(str(t) for t in p.glob("*.tar")) if p.is_dir() else list(braceexpand(spec))
-    missing = [u for u in urls if not Path(u).exists()]
-    if not urls:
-        raise UserError(f"{spec}: no .tar shards found")
-    if missing:
-        raise UserError(f"{spec}: {len(missing)} shard(s) missing, e.g. {missing[0]}")
-    return urls
+def split_key(name: str) -> tuple[str, str] | None:
+    """``"d/0001.seg.PNG"`` -> ``("d/0001", "seg.png")``; None for a name without an extension."""
+    m = _KEY_EXT.match(name)
+    return (m.group(1), m.group(2).lower()) if m else None
 
 
-def _count_tar(path: str) -> int:
-    keys: set[str] = set()
-    with tarfile.open(path) as tar:
-        for member in tar:
-            if member.isfile() and "." in Path(member.name).name:
-                stem = str(Path(member.name).parent / Path(member.name).name.split(".", 1)[0])
-                if member.name.rsplit(".", 1)[-1].lower() in IMAGE_KEYS:
-                    keys.add(stem)
-    return len(keys)
+def tar_samples(url: str, read: Callable[[str], bool]) -> Iterator[TarSample]:
+    """The samples of one tar file in file order; a member's bytes are read when ``read(extension)`` holds.
+
+    Args:
+        url: the tar file.
+        read: which members to read (others are skipped over without reading their data).
+
+    Raises:
+        UserError: naming the shard, when it is missing, truncated or not a tar file.
+    """
+    key, members = None, {}
+    try:
+        with tarfile.open(url, "r:*") as tar:
+            for info in tar:
+                parts = split_key(info.name) if info.isfile() else None
+                if parts is None:
+                    continue
+                if parts[0] != key:
+                    if members:
+                        yield TarSample(key, members)
+                    key, members = parts[0], {}
+                fh = tar.extractfile(info) if read(parts[1]) else None
+                members.setdefault(parts[1], (info.name, fh.read() if fh else None))
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise UserError(f"{url}: unreadable tar shard ({exc})", hint="re-copy or rewrite the shard") from exc
+    if members:
+        yield TarSample(key, members)
 
 
-def shard_counts(urls: list[str]) -> list[int]:
-    """Samples (keys with an image member) per shard: from ``shards.json`` beside them when present, else counted."""
-    counts: dict[str, int] = {}
-    for folder in {str(Path(u).parent) for u in urls}:
-        index = Path(folder) / INDEX_FILE
-        if index.exists():
-            for entry in json.loads(index.read_text())["shards"]:
-                counts[str(Path(folder) / entry["name"])] = int(entry["count"])
-    return [counts[u] if u in counts else _count_tar(u) for u in urls]
-
-
-def _captions_of(sample: dict) -> tuple[str, ...]:
-    if sample.get("txt") is not None:
-        return split_caption_text(sample["txt"].decode("utf-8", errors="replace"))
-    if sample.get("json") is not None:
-        try:
-            meta = json.loads(sample["json"])
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return ()
-        cell = meta.get("captions", meta.get("caption", meta.get("text", ())))
-        cells = [cell] if isinstance(cell, str) else list(cell or ())
-        return tuple(str(c).strip() for c in cells if str(c).strip())
-    return ()
-
-
-def iter_shard(url: str) -> Iterator[ShardSample]:
-    """The samples of one shard in file order, read with webdataset's tar iterators."""
-    import webdataset as wds
-
-    for sample in wds.tarfile_samples([{"url": url}]):
-        image = next((sample[k] for k in IMAGE_KEYS if sample.get(k) is not None), None)
-        if image is None:
-            continue  # not counted as a sample by shard_counts either (e.g. a stray metadata file)
-        yield ShardSample(sample["__key__"], image, _captions_of(sample))
+def read_index(folder: Path) -> dict[str, int]:
+    """shard path -> sample count from ``folder/shards.json`` (empty when the folder has none)."""
+    index = folder / INDEX_FILE
+    if not index.is_file():
+        return {}
+    try:
+        entries = json.loads(index.read_text(encoding="utf-8"))["shards"]
+        return {str(folder / e["name"]): int(e["count"]) for e in entries}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UserError(f"{index}: invalid shard index ({exc})", hint="delete it; shard sizes are then counted") from exc
 
 
 @dataclass
@@ -102,7 +95,7 @@ class WriteStats:
 
 
 def write_shards(
-    table: PairTable,
+    source: Source,
     out: str | Path,
     *,
     resize: int | None = None,
@@ -110,10 +103,10 @@ def write_shards(
     image_format: str = "jpg",
     progress: bool = True,
 ) -> WriteStats:
-    """Write a folder/table source as WebDataset shards ``out/shard-000000.tar`` ... and ``out/shards.json``.
+    """Write a source's items as WebDataset shards ``out/shard-000000.tar`` ... and ``out/shards.json``.
 
     Args:
-        table: the pairs to write (see clipforge.data.pairs.read_pairs).
+        source: the items to write (``clipforge.data.sources.open_source``).
         out: output folder.
         resize: if set, images whose shortest side exceeds it are downscaled (bicubic, aspect kept) to it.
         shard_size: samples per shard (the last shard may be smaller).
@@ -122,61 +115,64 @@ def write_shards(
     """
     import webdataset as wds
     from PIL import Image
+    from rich.progress import Progress
 
-    from clipforge.data.transforms import BadImageError, load_image, resized_size
+    from clipforge.data.skips import SkipStats
+    from clipforge.data.sources import read_bytes
+    from clipforge.data.transforms import BadImageError, ImageTooLarge, load_image, resized_size
     from clipforge.utils.io import atomic_write_text
 
     if image_format not in ("jpg", "png"):
         raise UserError(f"unknown image format '{image_format}'", hint="use jpg or png")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    stats = WriteStats()
+    stats, skipped = WriteStats(), SkipStats()
     shard_names: list[str] = []
+    counts: list[int] = []
 
-    def note_shard(fname: str) -> None:
+    def note_shard(fname: str) -> None:  # ShardWriter calls this as each shard closes
         shard_names.append(Path(fname).name)
-
-    def skip(reason: str) -> None:
-        stats.skipped[reason] = stats.skipped.get(reason, 0) + 1
-
-    from rich.progress import Progress
+        counts.append(stats.written - sum(counts))
 
     with (
         wds.ShardWriter(str(out / "shard-%06d.tar"), maxcount=shard_size, verbose=0, post=note_shard) as sink,
         Progress(disable=not progress) as bar,
     ):
-        task = bar.add_task("writing shards", total=len(table))
-        for i, (path, captions) in enumerate(zip(table.images, table.captions, strict=True)):
+        task = bar.add_task("writing shards", total=len(source.items))
+        for i, item in enumerate(source.items):
             bar.advance(task)
-            if not captions:
-                skip("empty_caption")
+            if not item.captions:
+                skipped.add(item.caption_error or "empty_caption", item.path)
                 continue
             try:
-                img = load_image(path)
-            except FileNotFoundError:
-                skip("missing")
+                img = load_image(read_bytes(source.root, item.path), item.path)
+            except (OSError, KeyError):
+                skipped.add("missing", item.path)
+                continue
+            except ImageTooLarge as exc:
+                log.warning("skipping %s", exc)
+                skipped.add("too_large", item.path)
                 continue
             except BadImageError as exc:
                 log.warning("skipping %s", exc)
-                skip("corrupt")
+                skipped.add("corrupt", item.path)
                 continue
             if resize and min(img.size) > resize:
                 img = img.resize(resized_size(img.width, img.height, resize), Image.Resampling.BICUBIC)
             buf = io.BytesIO()
             img.save(buf, format="JPEG" if image_format == "jpg" else "PNG", quality=95)
-            meta = {"captions": list(captions), "source": Path(path).name}
-            sink.write({"__key__": f"{i:09d}", image_format: buf.getvalue(), "txt": "\n".join(captions), "json": meta})
+            meta = {"captions": list(item.captions), "source": Path(item.path).name}
+            sink.write({"__key__": f"{i:09d}", image_format: buf.getvalue(), "txt": "\n".join(item.captions),
+                        "json": meta})
             stats.written += 1
+    stats.skipped = dict(skipped.counts)
+    skipped.log(log, f"writing shards of {source.spec}")
     if stats.written == 0:
         for name in shard_names:
             (out / name).unlink(missing_ok=True)
-        raise UserError(f"{table.source}: no usable samples to write (skipped: {stats.skipped})")
-    # ShardWriter's post hook runs as each shard closes; count what each one holds.
-    counts = shard_counts([str(out / n) for n in shard_names]) if shard_names else []
+        raise UserError(f"{source.spec}: no usable samples to write (skipped: {skipped.summary()})")
     stats.shards = [{"name": n, "count": c} for n, c in zip(shard_names, counts, strict=True)]
     index = {"shards": stats.shards, "total": stats.written, "skipped": stats.skipped}
     atomic_write_text(out / INDEX_FILE, json.dumps(index, indent=1) + "\n")
-    log.info(
-        "wrote %d samples in %d shards to %s; skipped %s", stats.written, len(shard_names), out, stats.skipped or 0
-    )
+    log.info("wrote %d samples in %d shards to %s", stats.written, len(shard_names), out)
     return stats

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from clipforge.data.config import DEFAULT_MAX_PIXELS
 from clipforge.errors import UserError
 
 if TYPE_CHECKING:
@@ -26,26 +27,43 @@ _FILTERS = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BI
 _CROP_RATIO = (3.0 / 4.0, 4.0 / 3.0)
 
 
+# An over-budget JPEG is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT scaling) while both sides stay at least
+# this long: twice the 224 px a CLIP model takes, so the resize still has detail to work from.
+REDUCED_MIN_SIDE = 448
+
+
 class BadImageError(UserError):
     """An image file that cannot be decoded (truncated, empty, not an image)."""
 
 
+class ImageTooLarge(BadImageError):
+    """An image whose pixel count exceeds the decoding budget (even after reduced decoding)."""
+
+
 def load_image(
-    src: str | Path | bytes, name: str | None = None, fill_color: tuple[int, int, int] = (255, 255, 255)
+    src: str | Path | bytes,
+    name: str | None = None,
+    fill_color: tuple[int, int, int] = (255, 255, 255),
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Image.Image:
-    """Decode an image fully and return it as 8-bit RGB.
+    """Decode an image fully and return it as 8-bit RGB, refusing images over a pixel budget before decoding.
 
     Transparent images (RGBA, LA, PA, palette or RGB/L with a transparency key) are composited on
     ``fill_color``; 16-bit and 32-bit grayscale are scaled to 8 bits (not clipped); CMYK and other modes
-    are converted; the EXIF orientation is applied.
+    are converted; the EXIF orientation is applied. The size comes from the header first: a JPEG over
+    ``max_pixels`` is decoded at a reduced scale (sides still >= REDUCED_MIN_SIDE) when that fits the budget;
+    any other image over it is refused without decoding. Images within the budget decode at full size, so
+    their pixels match the reference preprocessing exactly.
 
     Args:
         src: a file path or the encoded bytes.
         name: how to name the image in errors (defaults to the path, or "<bytes>").
         fill_color: background for transparent pixels.
+        max_pixels: the decoding budget (width x height).
 
     Raises:
-        BadImageError: the data is empty, truncated or not an image. FileNotFoundError for a missing path.
+        ImageTooLarge: over the budget. BadImageError: the data is empty, truncated or not an image.
+        FileNotFoundError: for a missing path.
     """
     label = name or (str(src) if not isinstance(src, bytes) else "<bytes>")
     if isinstance(src, bytes):
@@ -58,13 +76,32 @@ def load_image(
             raise BadImageError(f"{label}: empty file (0 bytes)", hint="re-download or remove the file")
     try:
         with Image.open(fp) as img:
+            _fit_budget(img, label, max_pixels)
             img.load()  # decode now: truncation shows up here, not later inside a worker
             img = ImageOps.exif_transpose(img)
             return _to_rgb(img, fill_color)
     except UnidentifiedImageError as exc:
         raise BadImageError(f"{label}: not a recognised image file", hint="check the file type") from exc
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(f"{label}: refused by the image decoder's own size limit ({exc})") from exc
+    except (OSError, SyntaxError, ValueError) as exc:
         raise BadImageError(f"{label}: cannot decode image ({exc})", hint="the file may be truncated") from exc
+
+
+def _fit_budget(img: Image.Image, label: str, max_pixels: int) -> None:
+    """Make an opened (not yet decoded) image fit ``max_pixels``: reduced JPEG decoding, else ImageTooLarge."""
+    width, height = img.size
+    if width * height <= max_pixels:
+        return
+    if img.format == "JPEG":
+        img.draft(img.mode, (REDUCED_MIN_SIDE, REDUCED_MIN_SIDE))  # picks the smallest scale keeping both sides
+        if img.size[0] * img.size[1] <= max_pixels:
+            return
+    raise ImageTooLarge(
+        f"{label}: {width}x{height} pixels ({width * height / 1e6:.1f} Mpx) is over the decoding budget of "
+        f"{max_pixels / 1e6:.1f} Mpx",
+        hint="downscale the image, or raise the budget (max_pixels / --max-pixels)",
+    )
 
 
 def _to_rgb(img: Image.Image, fill_color: tuple[int, int, int]) -> Image.Image:

@@ -104,13 +104,14 @@ def _evaluate(opts: DemoOptions, final: Path, data: Path, run_dir: Path, meta: d
 
 def _collection(data: Path, out: Path) -> Path:
     """One table of every emoji image (training and held-out) captioned with its name, for image->text search."""
+    from clipforge.data.sources import open_source
     from clipforge.utils.io import atomic_write_text
 
     rows = []
     for split in ("train.jsonl", "heldout.jsonl"):
-        for line in (data / split).read_text().splitlines():
-            row = json.loads(line)
-            rows.append(json.dumps({"image": str((data / row["image"]).resolve()), "caption": row["label"]}))
+        source = open_source(data / split, extra_columns=("label",))
+        for item in source.items:
+            rows.append(json.dumps({"image": str(source.file(item)), "caption": item.fields["label"]}))
     path = out / "collection.jsonl"
     atomic_write_text(path, "\n".join(rows) + "\n")
     return path

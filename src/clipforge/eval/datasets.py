@@ -28,9 +28,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from clipforge.data.pairs import IMAGE_EXTENSIONS
+from clipforge.data.skips import SkipStats
+from clipforge.data.sources import Item, Source, list_images, open_source
 from clipforge.errors import UserError
-from clipforge.utils.jsonl import read_json_objects
 
 log = logging.getLogger(__name__)
 
@@ -213,18 +213,34 @@ def animal_mnist(split: str = "test") -> tuple[np.ndarray, np.ndarray]:
     return images[keep], labels[keep]
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Rows of an image/captions/label JSONL file; a malformed or imageless row is skipped and counted."""
+def read_jsonl(path: Path) -> tuple[Source, list[Item]]:
+    """A labelled/captioned JSONL image table (``clipforge.data.sources``) and its items whose image exists.
+
+    Rows without an image, malformed lines and images that are not on disk are skipped and counted.
+    """
     if not path.is_file():
         raise SourceMissing(f"{path} not found", hint="build the emoji set with 'clipforge data emoji DIR'")
-    rows = read_json_objects(
-        path,
-        lambda row: bool(row.get("image")) and (path.parent / row["image"]).is_file(),
-        "malformed rows or rows whose image is missing",
-    )
-    if not rows:
+    source = open_source(path, extra_columns=("label",))
+    skipped, items = SkipStats(), []
+    for item in source.items:
+        if source.file(item).is_file():
+            items.append(item)
+        else:
+            skipped.add("missing", item.path)
+    skipped.log(log, str(path))
+    if not items:
         raise UserError(f"{path}: no usable rows", hint='each line: {"image": "images/x.png", "captions": [...]}')
-    return rows
+    return source, items
+
+
+def _label(item: Item) -> str | None:
+    label = item.fields.get("label")
+    return str(label) if label is not None and str(label).strip() else None
+
+
+def jsonl_labels(path: Path) -> set[str]:
+    """The class labels of a labelled JSONL table."""
+    return {label for item in read_jsonl(path)[1] if (label := _label(item))}
 
 
 def _folder_classes(root: Path) -> ClassificationData:
@@ -233,10 +249,9 @@ def _folder_classes(root: Path) -> ClassificationData:
     classnames, paths, labels = [], [], []
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         classnames.append(folder.name)
-        for f in sorted(folder.rglob("*")):
-            if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file():
-                paths.append(f)
-                labels.append(len(classnames) - 1)
+        for f in list_images(folder):
+            paths.append(f)
+            labels.append(len(classnames) - 1)
     if not classnames or not paths:
         raise UserError(f"{root}: no class folders with images", hint="layout: DIR/<class name>/<images>")
     return ClassificationData(classnames, FileImages(paths), labels, f"folders {root}")
@@ -254,11 +269,14 @@ def load_classification(cfg: DatasetConfig) -> ClassificationData:
         data = _folder_classes(Path(cfg.path))
     elif cfg.kind == "jsonl":
         path = Path(cfg.path)
-        rows = [r for r in read_jsonl(path) if r.get("label")]
-        classnames = sorted({str(r["label"]) for r in rows})
+        source, items = read_jsonl(path)
+        items = [it for it in items if _label(it)]
+        if not items:
+            raise UserError(f"{path}: no row has a label", hint='each line: {"image": "images/x.png", "label": "cat"}')
+        classnames = sorted({_label(it) for it in items})
         index = {c: i for i, c in enumerate(classnames)}
-        paths = [path.parent / r["image"] for r in rows]
-        data = ClassificationData(classnames, FileImages(paths), [index[str(r["label"])] for r in rows], str(path))
+        paths = [source.file(it) for it in items]
+        data = ClassificationData(classnames, FileImages(paths), [index[_label(it)] for it in items], str(path))
     else:
         raise UserError(f"unknown dataset kind {cfg.kind!r}", hint="fashion-mnist, animal-mnist, folders or jsonl")
     keep = spaced_indices(len(data.labels), cfg.limit)
@@ -272,9 +290,10 @@ def load_retrieval(cfg: DatasetConfig) -> RetrievalData:
     if cfg.kind != "jsonl":
         raise UserError(f"retrieval needs captions: dataset kind {cfg.kind!r} has none", hint="use a jsonl file")
     path = Path(cfg.path)
-    rows = [r for r in read_jsonl(path) if [c for c in r.get("captions") or [] if str(c).strip()]]
-    if not rows:
+    source, items = read_jsonl(path)
+    items = [it for it in items if it.captions]
+    if not items:
         raise UserError(f"{path}: no rows with captions")
-    rows = [rows[i] for i in spaced_indices(len(rows), cfg.limit)]
-    captions = [[str(c) for c in r["captions"] if str(c).strip()] for r in rows]
-    return RetrievalData(FileImages([path.parent / r["image"] for r in rows]), captions, str(path))
+    items = [items[i] for i in spaced_indices(len(items), cfg.limit)]
+    captions = [list(it.captions) for it in items]
+    return RetrievalData(FileImages([source.file(it) for it in items]), captions, str(path))

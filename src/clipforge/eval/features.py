@@ -13,6 +13,8 @@ from collections.abc import Iterator, Sequence
 import torch
 import torch.nn.functional as F
 
+from clipforge.data.skips import SkipStats
+from clipforge.data.transforms import ImageTooLarge
 from clipforge.errors import UserError
 from clipforge.eval.datasets import ImageSet
 from clipforge.pipeline import Pipeline
@@ -39,6 +41,20 @@ def eval_mode(model: torch.nn.Module) -> Iterator[None]:
         model.train(was_training)
 
 
+def check_batch_size(batch_size: int) -> None:
+    """A batch size below 1 is a UserError (evaluators call this before any work)."""
+    if batch_size < 1:
+        raise UserError(f"batch size must be at least 1, got {batch_size}", hint="e.g. --batch-size 128")
+
+
+def check_finite(features: torch.Tensor, desc: str) -> torch.Tensor:
+    """Refuse NaN/inf features: they would score arbitrarily (e.g. always the first class) instead of failing."""
+    if not bool(torch.isfinite(features).all()):
+        raise UserError(f"{desc}: the model gave non-finite (NaN/inf) features",
+                        hint="check the checkpoint's weights and the device/dtype")
+    return features
+
+
 def _progress(total: int, desc: str, enabled: bool):
     if not enabled:
         return contextlib.nullcontext(None)
@@ -63,6 +79,7 @@ def encode_texts(pipeline: Pipeline, texts: Sequence[str], batch_size: int = 256
     """
     if not texts:
         raise ValueError("no texts to encode")
+    check_batch_size(batch_size)
     device, _ = model_device_dtype(pipeline)
     ids = torch.cat([pipeline.tokenizer(list(texts[s : s + 4096])) for s in range(0, len(texts), 4096)])  # (N, L)
     order = torch.sort((ids != 0).sum(dim=1), stable=True).indices  # (N,) shortest first; 0 is the padding id
@@ -75,7 +92,7 @@ def encode_texts(pipeline: Pipeline, texts: Sequence[str], batch_size: int = 256
                 out = torch.empty(len(texts), feats.shape[1])
             out[rows] = feats
     assert out is not None
-    return out
+    return check_finite(out, f"{len(texts)} texts")
 
 
 def encode_images(
@@ -96,8 +113,9 @@ def encode_images(
         features (K, D) L2-normalized float32 on the CPU, and kept (K,) int64: indices into ``images`` of the
         images that were embedded (K = len(images) when none failed).
     """
+    check_batch_size(batch_size)
     device, dtype = model_device_dtype(pipeline)
-    feats, kept, failed = [], [], 0
+    feats, kept, skipped = [], [], SkipStats()
     n = len(images)
 
     def flush(batch: list[torch.Tensor]) -> None:
@@ -110,9 +128,14 @@ def encode_images(
         for i in range(n):
             try:
                 batch.append(pipeline.preprocess(images.load(i)))
+            except ImageTooLarge as exc:
+                skipped.add("too_large", str(exc).split(":")[0])
+                continue
+            except FileNotFoundError as exc:
+                skipped.add("missing", str(exc.filename))
+                continue
             except (OSError, ValueError, UserError) as exc:  # unreadable file (BadImageError is a UserError)
-                failed += 1
-                log.debug("skipping image %d: %s", i, exc)
+                skipped.add("corrupt", str(exc).split(":")[0] or f"image {i}")
                 continue
             kept.append(i)
             if len(batch) == batch_size:
@@ -122,11 +145,10 @@ def encode_images(
                     bar.update(task, completed=i + 1)
         if batch:
             flush(batch)
-    if failed:
-        log.warning("%s: skipped %d of %d images that could not be read", desc, failed, n)
+    skipped.log(log, f"{desc} ({n} images)")
     if not feats:
-        raise ValueError(f"{desc}: no image could be embedded ({failed} failed)")
-    return torch.cat(feats), torch.tensor(kept, dtype=torch.long)
+        raise UserError(f"{desc}: no image could be embedded (skipped {skipped.summary()})")
+    return check_finite(torch.cat(feats), desc), torch.tensor(kept, dtype=torch.long)
 
 
 FeatureCache = dict  # {(kind, DatasetConfig): (features, kept)}: one suite run embeds each image set once

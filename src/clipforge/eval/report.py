@@ -16,6 +16,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from clipforge.data.tables import read_json_lines
 from clipforge.errors import UserError
 from clipforge.eval import svg
 from clipforge.eval.datasets import spaced_indices
@@ -24,7 +25,6 @@ from clipforge.eval.retrieval import RetrievalResult
 from clipforge.eval.suite import SuiteResult
 from clipforge.eval.zeroshot import ZeroShotResult
 from clipforge.utils.io import atomic_write_text
-from clipforge.utils.jsonl import read_json_objects
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +55,7 @@ pre{background:#f7f8fa;padding:10px;border-radius:6px;font-size:12px;overflow:au
 
 def read_metrics_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a training run's metrics file; lines that are not JSON objects with a ``step`` are skipped, counted."""
-    return read_json_objects(
-        path, lambda row: isinstance(row.get("step"), (int, float)), "lines that are not JSON objects with a step"
-    )
+    return read_json_lines(path, lambda row: isinstance(row.get("step"), (int, float)), "no_step")
 
 
 def write_results_json(path: str | Path, result: SuiteResult, meta: dict[str, Any] | None = None) -> Path:

@@ -63,9 +63,9 @@ def _find(config: dict[str, Any], key: str) -> Any:
 
 
 def _labels(path: Path) -> set[str]:
-    from clipforge.eval.datasets import read_jsonl
+    from clipforge.eval.datasets import jsonl_labels
 
-    return {str(r["label"]) for r in read_jsonl(path) if r.get("label")}
+    return jsonl_labels(path)
 
 
 def leak_check(

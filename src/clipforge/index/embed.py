@@ -3,7 +3,7 @@
 Usage from Python::
 
     pipeline = clipforge.load(ckpt)
-    result = embed_collection(pipeline, open_collection(src), out_dir, fingerprint=checkpoint_fingerprint(ckpt))
+    result = embed_collection(pipeline, open_source(src), out_dir, fingerprint=checkpoint_fingerprint(ckpt))
 
 Under torchrun each rank embeds a disjoint slice (items ``rank::world``) and writes its own parts; rank 0
 merges them after a barrier. Decoding and preprocessing run in DataLoader worker processes; items whose
@@ -23,12 +23,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from clipforge.data.transforms import load_image
+from clipforge.data.config import DEFAULT_MAX_PIXELS
+from clipforge.data.skips import SkipStats
+from clipforge.data.sources import Item, Source, read_bytes
+from clipforge.data.transforms import ImageTooLarge, load_image
 from clipforge.errors import UserError
 from clipforge.index.manifest import PARTS_DIR, EmbedManifest, content_hash
 from clipforge.index.parts import done_hashes, merge, write_part
-from clipforge.index.sources import Collection, Item, read_bytes
-from clipforge.utils.io import atomic_write_text
+from clipforge.utils.io import atomic_write_text, ensure_dir
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -50,8 +52,10 @@ class EmbedResult:
 class _ItemDataset(torch.utils.data.Dataset):
     """Reads, hashes, decodes and preprocesses one item; runs inside DataLoader workers."""
 
-    def __init__(self, root: Path, items: list[Item], done: dict[str, str], preprocess: Callable) -> None:
+    def __init__(self, root: Path, items: list[Item], done: dict[str, str], preprocess: Callable,
+                 max_pixels: int) -> None:
         self.root, self.items, self.done, self.preprocess = root, items, done, preprocess
+        self.max_pixels = max_pixels
 
     def __len__(self) -> int:
         return len(self.items)
@@ -66,8 +70,10 @@ class _ItemDataset(torch.utils.data.Dataset):
         if self.done.get(item.path) == digest:
             return {"item": item, "status": "done"}
         try:
-            image = load_image(data, item.path)
+            image = load_image(data, item.path, max_pixels=self.max_pixels)
             pixels = self.preprocess(image)
+        except ImageTooLarge as exc:
+            return {"item": item, "status": "too_large", "error": str(exc).split("\n")[0]}
         except UserError as exc:
             return {"item": item, "status": "corrupt", "error": str(exc)}
         except Exception as exc:  # noqa: BLE001 - a broken file must not stop a million-image run
@@ -91,12 +97,18 @@ def _encode(pipeline: Pipeline, rows: list[dict[str, Any]], device: torch.device
     if with_caption:
         tokens = pipeline.tokenizer([rows[i]["item"].caption for i in with_caption]).to(device)  # (C, L)
         text[with_caption] = F.normalize(model.encode_text(tokens).float(), dim=-1)
+    bad = ~(torch.isfinite(image).all(dim=1) & torch.isfinite(text).all(dim=1))  # (B,)
+    if bool(bad.any()):
+        # A NaN vector ranks arbitrarily against every query: refuse it instead of storing or dropping items.
+        first = rows[int(bad.nonzero()[0])]["item"].path
+        raise UserError(f"the model gave a non-finite (NaN/inf) embedding for {int(bad.sum())} of {len(rows)} "
+                        f"images, e.g. {first}", hint="check the checkpoint's weights and the --device/dtype")
     return image.cpu().numpy(), text.cpu().numpy()
 
 
 def embed_collection(
     pipeline: Pipeline,
-    collection: Collection,
+    collection: Source,
     out_dir: str | Path,
     *,
     fingerprint: dict[str, str],
@@ -109,12 +121,13 @@ def embed_collection(
     flush_every: int = 2048,
     barrier: Callable[[], None] | None = None,
     progress: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> EmbedResult:
     """Embed this rank's share of ``collection`` into ``out_dir`` and (on rank 0) merge every rank's parts.
 
     Args:
         pipeline: the loaded checkpoint (model, tokenizer, preprocess).
-        collection: items to embed (``open_collection``).
+        collection: items to embed (``clipforge.data.sources.open_source``).
         out_dir: the embedding directory; created, or resumed when it already holds results.
         fingerprint: ``checkpoint_fingerprint(ckpt)``; a resumed directory must have been made by the same one.
         rank, world: this process's share is ``items[rank::world]``.
@@ -125,13 +138,14 @@ def embed_collection(
         flush_every: write a part after this many new embeddings (bounds the work lost to a crash).
         barrier: called before rank 0 merges (``torch.distributed.barrier`` under torchrun).
         progress: show a rich progress bar (rank 0 only).
+        max_pixels: decoding budget per image; larger images are skipped and counted as ``too_large``.
     """
     from clipforge.index.manifest import read_embed_manifest
 
     if dtype not in ("float16", "float32"):
         raise UserError(f"--dtype must be float16 or float32, got {dtype!r}")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    check_batching(batch_size, workers, max_pixels)
+    out = ensure_dir(out_dir, "--out")
     if (out / "embed.json").is_file():
         previous = read_embed_manifest(out)
         if previous.checkpoint.get("config_sha256") != fingerprint["config_sha256"]:
@@ -140,12 +154,15 @@ def embed_collection(
                 hint="embed into a new --out directory, or delete this one",
             )
     done = done_hashes(out)
-    mine = collection.items[rank::world]
-    dataset = _ItemDataset(collection.root, mine, done, pipeline.preprocess)
+    mine = list(collection.items[rank::world])
+    dataset = _ItemDataset(collection.root, mine, done, pipeline.preprocess, max_pixels)
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, num_workers=workers, collate_fn=_identity, persistent_workers=False
     )
     result = EmbedResult()
+    skips = SkipStats()
+    skips.update(collection.skipped.counts if rank == 0 else {})  # rows of the source that name no image
+    done_now = 0  # items already in out_dir (resume)
     buffer: dict[str, list] = {"path": [], "width": [], "height": [], "sha256": [], "caption": []}
     images: list[np.ndarray] = []
     texts: list[np.ndarray] = []
@@ -169,10 +186,8 @@ def embed_collection(
         for batch in loader:
             ok = [r for r in batch if r["status"] == "ok"]
             for r in batch:
-                if r["status"] in ("missing", "corrupt"):
-                    log.warning("skipped %s (%s): %s", r["item"].path, r["status"], r["error"])
-                if r["status"] != "ok":
-                    result.skipped[r["status"]] = result.skipped.get(r["status"], 0) + 1
+                _count(r, skips)
+            done_now += sum(r["status"] == "done" for r in batch)
             if ok:
                 image, text = _encode(pipeline, ok, device)
                 images.append(image)
@@ -188,7 +203,9 @@ def embed_collection(
                     flush()
             advance(len(batch) * world)  # the bar shows all ranks' progress, estimated from rank 0's pace
     flush()
-    bad = {k: v for k, v in result.skipped.items() if k != "done"}
+    skips.log(log, f"embedding {collection.spec} (rank {rank})")
+    bad = dict(skips.counts)
+    result.skipped = bad | ({"done": done_now} if done_now else {})
     atomic_write_text(out / PARTS_DIR / f"skipped-rank{rank:03d}.json", json.dumps(bad))
     if barrier is not None:
         barrier()
@@ -202,6 +219,26 @@ def embed_collection(
         base = EmbedManifest(fingerprint, {"root": str(collection.root), "kind": collection.kind}, dtype, dim, 0, 0, {})
         result.manifest = merge(out, base, totals)
     return result
+
+
+def check_batching(batch_size: int, workers: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """Refuse a batch size below 1, a negative worker count or an empty pixel budget (before any work)."""
+    if max_pixels < 1:
+        raise UserError(f"the pixel budget must be at least 1, got {max_pixels}", hint="e.g. --max-pixels 40000000")
+    if batch_size < 1:
+        raise UserError(f"batch size must be at least 1, got {batch_size}", hint="e.g. --batch-size 64")
+    if workers < 0:
+        raise UserError(f"workers must be 0 or more, got {workers}", hint="0 decodes in the main process")
+
+
+def _count(row: dict[str, Any], skips: SkipStats) -> None:
+    """Count an item that was not embedded (and say why), or one whose caption could not be read."""
+    status, item = row["status"], row["item"]
+    if status not in ("ok", "done"):
+        log.warning("skipped %s (%s): %s", item.path, status, row.get("error", ""))
+        skips.add(status, item.path)
+    if status == "ok" and item.caption_error:
+        skips.add(item.caption_error, item.path)  # embedded without a caption: its caption file was unreadable
 
 
 class _progress:
@@ -239,30 +276,31 @@ class _progress:
 
 
 def embed_in_memory(
-    pipeline: Pipeline, collection: Collection, *, batch_size: int = 64, workers: int = 2,
-    device: str | torch.device = "cpu", progress: bool = True,
+    pipeline: Pipeline, collection: Source, *, batch_size: int = 64, workers: int = 2,
+    device: str | torch.device = "cpu", progress: bool = True, max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> tuple[list[str], np.ndarray, dict[str, int]]:
     """Embed a (small) collection without writing anything: (paths, (N, D) float32 unit vectors, skip counts).
 
     Args:
-        pipeline, collection, batch_size, workers, device: as for ``embed_collection``.
+        pipeline, collection, batch_size, workers, device, max_pixels: as for ``embed_collection``.
         progress: show a progress bar.
     """
-    dataset = _ItemDataset(collection.root, collection.items, {}, pipeline.preprocess)
+    check_batching(batch_size, workers, max_pixels)
+    dataset = _ItemDataset(collection.root, list(collection.items), {}, pipeline.preprocess, max_pixels)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=_identity)
     paths: list[str] = []
     vectors: list[np.ndarray] = []
-    skipped: dict[str, int] = {}
+    skips = SkipStats()
+    skips.update(collection.skipped.counts)
     with _progress(progress, len(dataset), f"embedding {len(dataset)} images") as advance:
         for batch in loader:
             ok = [r for r in batch if r["status"] == "ok"]
             for r in batch:
-                if r["status"] != "ok":
-                    log.warning("skipped %s (%s): %s", r["item"].path, r["status"], r.get("error", ""))
-                    skipped[r["status"]] = skipped.get(r["status"], 0) + 1
+                _count(r, skips)
             if ok:
                 vectors.append(_encode(pipeline, ok, torch.device(device))[0])
                 paths.extend(r["item"].path for r in ok)
             advance(len(batch))
+    skips.log(log, f"embedding {collection.spec}")
     dim = int(pipeline.model.cfg.embed_dim)
-    return paths, np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32), skipped
+    return paths, np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32), dict(skips.counts)

@@ -5,24 +5,27 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from clipforge.data.sources import Item, Source, open_source
 from clipforge.errors import UserError
 from clipforge.index.moderate import Calibration, Concept, Moderator, calibrate, with_thresholds
-from clipforge.index.sources import Collection, Item
 from clipforge.utils.io import atomic_write_text
 
 if TYPE_CHECKING:
     from clipforge.pipeline import Pipeline
 
 
-def read_labelled(csv_path: Path, concepts: list[Concept]) -> tuple[Collection, list[tuple[str, str, bool]]]:
+def read_labelled(csv_path: Path, concepts: list[Concept]) -> tuple[Source, list[tuple[str, str, bool]]]:
     """The labelled images (deduplicated) and their (path, concept, label) rows.
+
+    The CSV is read as an image table (``clipforge.data.sources``: UTF-8, malformed rows skipped and counted)
+    with the image paths in its ``path`` column.
 
     Raises:
         UserError: for a missing column, an unknown concept, or a label other than 0/1.
@@ -30,25 +33,19 @@ def read_labelled(csv_path: Path, concepts: list[Concept]) -> tuple[Collection, 
     if not csv_path.is_file():
         raise UserError(f"{csv_path}: no such labelled CSV")
     names = {c.name for c in concepts}
-    base = csv_path.parent.resolve()
+    table = open_source(csv_path, image_column="path", extra_columns=("concept", "label"))
     rows = []
-    with open(csv_path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        if not reader.fieldnames or not {"path", "concept", "label"} <= set(reader.fieldnames):
-            raise UserError(f"{csv_path}: needs the columns path,concept,label (found {reader.fieldnames})")
-        for line, row in enumerate(reader, start=2):
-            if row["concept"] not in names:
-                raise UserError(f"{csv_path}:{line}: unknown concept {row['concept']!r} (known: {sorted(names)})")
-            if row["label"].strip() not in ("0", "1"):
-                raise UserError(f"{csv_path}:{line}: label must be 0 or 1, got {row['label']!r}")
-            rows.append((str((base / row["path"]).resolve()), row["concept"], row["label"].strip() == "1"))
-    if not rows:
-        raise UserError(f"{csv_path}: no labelled rows")
-    unique = sorted({p for p, _, _ in rows})
-    root = Path(os.path.commonpath([base, *(str(Path(p).parent) for p in unique)]))
-    items = [Item(Path(p).relative_to(root).as_posix()) for p in unique]
-    rel_rows = [(Path(p).relative_to(root).as_posix(), c, y) for p, c, y in rows]
-    return Collection(root, "table", items), rel_rows
+    for item in table.items:
+        concept, label = item.fields.get("concept"), str(item.fields.get("label") or "").strip()
+        if concept is None:
+            raise UserError(f"{csv_path}: needs the columns path,concept,label")
+        if concept not in names:
+            raise UserError(f"{csv_path}: {item.path}: unknown concept {concept!r} (known: {sorted(names)})")
+        if label not in ("0", "1"):
+            raise UserError(f"{csv_path}: {item.path}: label must be 0 or 1, got {label!r}")
+        rows.append((item.path, concept, label == "1"))
+    unique = tuple(Item(p) for p in sorted({p for p, _, _ in rows}))
+    return replace(table, items=unique), rows
 
 
 def calibrate_from_csv(pipeline: Pipeline, concepts: list[Concept], csv_path: Path, precision: float,
@@ -81,7 +78,6 @@ def moderate_collection(pipeline: Pipeline, checkpoint: str, src: str, concepts:
     """
     from clipforge.index.embed import embed_in_memory
     from clipforge.index.manifest import EMBED_MANIFEST, checkpoint_fingerprint
-    from clipforge.index.sources import open_collection
 
     if (Path(src) / EMBED_MANIFEST).is_file():
         from clipforge.index.build import read_embeddings
@@ -91,7 +87,7 @@ def moderate_collection(pipeline: Pipeline, checkpoint: str, src: str, concepts:
             raise UserError(f"{src} was embedded with another checkpoint ({emb.checkpoint['path']})")
         paths, vectors, skipped = list(emb.meta["path"]), emb.image, {}
     else:
-        paths, vectors, skipped = embed_in_memory(pipeline, open_collection(src), **embed_opts)
+        paths, vectors, skipped = embed_in_memory(pipeline, open_source(src), **embed_opts)
     scores = Moderator(concepts, embed_texts).scores(vectors)  # (N, C)
     rows = []
     for j, concept in enumerate(concepts):

@@ -113,7 +113,7 @@ def create_app(searcher: Searcher, moderator: Moderator | None = None, max_uploa
         moderator: concept thresholds for /moderate; without it /moderate answers 400.
         max_upload: largest accepted image upload in bytes (larger: 413).
     """
-    from clipforge.index.sources import read_bytes
+    from clipforge.data.sources import read_bytes
 
     app = FastAPI(title="clipforge search", docs_url="/docs", redoc_url=None)
     _install_error_handlers(app)

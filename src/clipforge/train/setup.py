@@ -71,17 +71,12 @@ def setup_tokenizer(cfg: TrainConfig, context_length: int, run_dir: Path, world:
 
 
 def _training_captions(cfg: TrainConfig) -> list[str]:
-    from clipforge.data.pairs import is_shard_spec, read_pairs
+    from clipforge.data.sources import open_source
 
     if not cfg.data.train:
-        raise UserError("data.train is empty", hint="set data.train=PATH (folder, CSV/TSV/JSONL/Parquet)")
-    if is_shard_spec(cfg.data.train):
-        raise UserError(
-            f"tokenizer={cfg.tokenizer}: training a vocabulary from WebDataset shards is not supported",
-            hint="use tokenizer=openai, or point data.train at the table the shards were written from",
-        )
-    table = read_pairs(cfg.data.train, cfg.data.image_column, cfg.data.caption_column)
-    return [c for caps in table.captions for c in caps if c.strip()]
+        raise UserError("data.train is empty", hint="set data.train=PATH (folder, CSV/TSV/JSONL/Parquet, shards)")
+    source = open_source(cfg.data.train, cfg.data.image_column, cfg.data.caption_column, require_captions=True)
+    return [c for item in source.items for c in item.captions]
 
 
 def model_config(cfg: TrainConfig, tokenizer: TokenizerConfig | None = None) -> CLIPConfig:

@@ -1,4 +1,4 @@
-"""Atomic file writes: a reader never sees a half-written checkpoint, index or result file."""
+"""Atomic file writes (a reader never sees a half-written checkpoint, index or result file); output folders."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from clipforge.errors import UserError
 
 
 @contextlib.contextmanager
@@ -43,3 +45,22 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def ensure_dir(path: str | Path, what: str = "output") -> Path:
+    """Create the output directory ``path`` (and its parents); a file in the way is a UserError, not a crash.
+
+    Args:
+        path: the directory.
+        what: how the user named it in messages (e.g. "--out").
+    """
+    path = Path(path)
+    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        where = "is a file" if blocker == path else f"cannot be created: {blocker} is a file"
+        raise UserError(f"{what} {path} {where}, not a directory", hint="choose another output directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except PermissionError as exc:
+        raise UserError(f"{what} {path}: permission denied", hint="choose a directory you can write to") from exc
+    return path
