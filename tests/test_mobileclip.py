@@ -117,3 +117,24 @@ def test_fastvit_config_is_checked():
         FastViTConfig(widths=(8, 16, 32, 48), head_width=32)
     with pytest.raises(ValueError, match="multiple of the previous"):
         FastViTConfig(widths=(8, 12, 24, 48), head_width=8)
+
+
+def test_export_reparameterize_cli(tmp_path, capsys):
+    from clipforge.cli import main
+
+    cfg = get_config("test-mobileclip")
+    model = randomize_(CLIP(cfg))
+    tok = TokenizerConfig(kind="openai", context_length=cfg.text.context_length)
+    save_checkpoint(model, PipelineConfig(model=cfg, tokenizer=tok), tmp_path / "ckpt")
+    assert main(["export", "--reparameterize", str(tmp_path / "ckpt"), "--out", str(tmp_path / "fused")]) == 0
+    fused = clipforge.load(tmp_path / "fused")
+    assert fused.config.model.vision.reparameterized and fused.config.tokenizer == tok
+    pixels, _ = batch(cfg)
+    with torch.no_grad():
+        assert (fused.model.encode_image(pixels) - model.encode_image(pixels)).abs().max() <= FP32_TOL
+    # OpenCLIP's layout of the folded model: timm's reparam_conv names.
+    assert main(["export", "--to", "openai", str(tmp_path / "fused"), "--out", str(tmp_path / "oc")]) == 0
+    keys = set(torch.load(tmp_path / "oc" / "model.pt", weights_only=True))
+    assert "visual.trunk.stem.0.reparam_conv.weight" in keys and "text.text_projection" in keys
+    assert main(["export", "--to", "hf", str(tmp_path / "fused"), "--out", str(tmp_path / "hf")]) == 2
+    assert "only ViT image towers" in capsys.readouterr().err

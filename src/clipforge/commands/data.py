@@ -5,6 +5,7 @@ examples:
   clipforge data shard photos/ shards/ --resize 256    # folder with .txt captions -> tar shards
   clipforge data shard pairs.parquet shards/ --shard-size 5000 --caption-column text
   clipforge data tuxpaint data/tuxpaint                # needs: apt-get install tuxpaint-stamps-default
+  clipforge data reinforce runs/teacher/final data/emoji/train.jsonl --out shards/rein --augmentations 5
 """
 
 from __future__ import annotations
@@ -32,6 +33,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     shard.add_argument("--image-column", default="image", help="table column of image paths (default image)")
     shard.add_argument("--caption-column", default="caption", help="table column of captions (default caption)")
     shard.set_defaults(_data_run=_run_shard)
+
+    rein = sub.add_parser("reinforce", help="store a teacher's embeddings of K augmentations per image in shards")
+    rein.add_argument("teacher", help="the teacher: a clipforge checkpoint directory")
+    rein.add_argument("src", help="folder of images with sidecar .txt captions, a table, or shards")
+    rein.add_argument("--out", required=True, help="output folder (shards, shards.json, reinforce.json); resumed")
+    rein.add_argument("--augmentations", type=int, required=True, help="random views stored per image (K)")
+    rein.add_argument("--crop-scale", type=float, nargs=2, default=(0.08, 1.0), metavar=("MIN", "MAX"),
+                      help="area range of the random resized crops (default 0.08 1.0)")
+    rein.add_argument("--silhouette", type=float, default=0.0, help="probability of the silhouette view (default 0)")
+    rein.add_argument("--seed", type=int, default=0, help="seeds every image's augmentations (default 0)")
+    rein.add_argument("--shard-size", type=int, default=1000, help="source items per shard (default 1000)")
+    rein.add_argument("--batch-size", type=int, default=64, help="images per teacher forward (default 64)")
+    rein.add_argument("--device", default="cpu", help="where the teacher runs (default cpu)")
+    rein.add_argument("--image-column", default="image", help="table column of image paths (default image)")
+    rein.add_argument("--caption-column", default="caption", help="table column of captions (default caption)")
+    rein.set_defaults(_data_run=_run_reinforce)
 
     from clipforge.data.builders.external import add_external_parsers
 
@@ -61,4 +78,16 @@ def _run_shard(args: argparse.Namespace) -> int:
     source = open_source(args.src, args.image_column, args.caption_column, require_captions=True)
     stats = write_shards(source, args.out, resize=args.resize, shard_size=args.shard_size, image_format=args.format)
     print(json.dumps({"written": stats.written, "shards": len(stats.shards), "skipped": stats.skipped}))
+    return 0
+
+
+def _run_reinforce(args: argparse.Namespace) -> int:
+    from clipforge.data.reinforce import ReinforceSettings, reinforce
+
+    settings = ReinforceSettings(args.augmentations, tuple(args.crop_scale), args.silhouette, args.seed,
+                                 args.shard_size)  # fmt: skip
+    result = reinforce(args.teacher, args.src, args.out, settings, image_column=args.image_column,
+                       caption_column=args.caption_column, batch_size=args.batch_size, device=args.device)  # fmt: skip
+    print(json.dumps({"written": result.written, "shards": result.shards, "skipped": result.skipped,
+                      "resumed_shards": result.resumed_shards}))  # fmt: skip
     return 0

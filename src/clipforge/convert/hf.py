@@ -69,7 +69,11 @@ def _encoder_rules(ours: str, theirs: str, layers: int) -> list[Rule]:
 def hf_rules(cfg: CLIPConfig) -> list[Rule]:
     """The key map between transformers' CLIPModel and ours (ViT image towers only)."""
     if not isinstance(cfg.vision, ViTConfig):
-        raise UserError("Hugging Face CLIPModel has no ResNet image tower: only ViT models can be exported to it")
+        raise UserError(f"Hugging Face CLIPModel has only ViT image towers: a {cfg.vision.kind} model cannot be "
+                        "exported to it")
+    if not cfg.text.causal:
+        raise UserError("Hugging Face CLIPModel's text tower is always causal: a model without the causal mask "
+                        "cannot be exported to it")
     if cfg.init_logit_bias is not None:
         raise UserError("Hugging Face CLIPModel has no logit bias (SigLIP-style models cannot be exported to it)")
     v, t = "vision_model", "text_model"

@@ -19,6 +19,7 @@ from clipforge.utils.io import atomic_write_text
 
 if TYPE_CHECKING:
     from clipforge.data.loader import Batch
+    from clipforge.data.teacher import TeacherPrep
     from clipforge.dist.env import World
     from clipforge.model.config import CLIPConfig
 
@@ -86,9 +87,16 @@ def model_config(cfg: TrainConfig, tokenizer: TokenizerConfig | None = None) -> 
 
 
 def default_loader_factory(
-    cfg: TrainConfig, tokenize: Callable[[list[str]], torch.Tensor], preprocess: Any, world: World
+    cfg: TrainConfig,
+    tokenize: Callable[[list[str]], torch.Tensor],
+    preprocess: Any,
+    world: World,
+    teacher: TeacherPrep | None = None,
 ) -> LoaderFactory:
-    """Loaders from ``clipforge.data.loader.build_loader`` for this rank's share of the global batch."""
+    """Loaders from ``clipforge.data.loader.build_loader`` for this rank's share of the global batch.
+
+    ``teacher``: an online teacher's preprocessing and tokenizer, prepared by the loader for every sample.
+    """
     from clipforge.data.loader import build_loader
 
     per_rank = cfg.batch_size // world.world_size
@@ -104,6 +112,7 @@ def default_loader_factory(
             epoch=epoch,
             seed=cfg.seed,
             skip_batches=skip_batches,
+            teacher=teacher,
         )
 
     return factory

@@ -34,6 +34,7 @@ from clipforge.train.progress import Meter, Reporter
 from clipforge.train.schedule import lr_at, set_lr
 from clipforge.train.setup import LoaderFactory, default_loader_factory, model_config, pick_device, setup_tokenizer
 from clipforge.train.task import forward_backward
+from clipforge.train.teacher import build_teacher, teacher_prep
 from clipforge.utils.configs import to_dict
 from clipforge.utils.rng import capture_rng, isolated_rng, restore_rng
 
@@ -97,14 +98,6 @@ class Trainer:
 
         if cfg.batch_size % world.world_size:
             raise UserError(f"batch_size={cfg.batch_size} is not divisible by the {world.world_size} ranks")
-        self.teacher = None
-        if cfg.loss.kind == "distill":
-            from clipforge.loss.distill import TeacherFeatures
-
-            if not cfg.loss.teacher_features:
-                raise UserError("loss.kind=distill needs loss.teacher_features (a directory of teacher features)",
-                                hint="write them with clipforge.loss.distill.precompute_teacher_features")
-            self.teacher = TeacherFeatures(cfg.loss.teacher_features)
         self.cfg, self.world, self.eval_fn, self.on_step = cfg, world, eval_fn, on_step
         self.run_dir = Path(cfg.run_dir)
         self.device = world.device
@@ -124,7 +117,9 @@ class Trainer:
         self.model.set_grad_checkpointing(cfg.grad_checkpointing)
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.loss_fn = build_loss(cfg.loss, world)
-        self.loaders = loader_factory or default_loader_factory(cfg, self.tok.tokenize, self.preprocess, world)
+        self.teacher = build_teacher(cfg, self.device)  # None unless distilling (train/teacher.py)
+        self.loaders = loader_factory or default_loader_factory(cfg, self.tok.tokenize, self.preprocess, world,
+                                                                teacher_prep(self.teacher))
         self.step, self.epoch, self.batches_in_epoch = 0, 0, 0
         self.bad_in_row, self.skipped = 0, 0
         self._rng_to_restore: dict[str, Any] | None = None
@@ -241,7 +236,7 @@ class Trainer:
         token_ids = batch.token_ids.to(self.device, non_blocking=True)
         set_lr(self.optimizer, lr_at(self.step, base_lr=cfg.optim.lr, warmup_steps=cfg.optim.warmup_steps,
                                      total_steps=total, min_lr=cfg.optim.min_lr))
-        teacher = self.teacher.get(batch.indices, self.device) if self.teacher is not None else None
+        teacher = self.teacher(batch, self.device) if self.teacher is not None else None
         out = forward_backward(train_model, self.loss_fn, pixels, token_ids, accum_freq=cfg.accum_freq,
                                accum_mode=cfg.accum_mode, precision=cfg.precision, teacher=teacher)
         loss = all_reduce_mean(out.loss, self.world)
