@@ -99,6 +99,9 @@ def openai_rules(cfg: CLIPConfig, text_prefix: str = "") -> list[Rule]:
         text_prefix: prefix of the text-tower keys ("" in OpenAI's layout; "text." in OpenCLIP's
             CustomTextCLIP layout, which also names the projection ``text.text_projection``).
     """
+    if not isinstance(cfg.vision, (ViTConfig, ResNetConfig)):
+        raise UserError(f"OpenAI's layout has no {cfg.vision.kind} image tower",
+                        hint="MobileCLIP weights come from OpenCLIP: use --from open_clip")
     rules = _resnet_rules(cfg.vision) if isinstance(cfg.vision, ResNetConfig) else _vit_rules(cfg.vision)
     return rules + openai_text_rules(cfg, text_prefix)
 
