@@ -14,7 +14,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e ".[dev]"
 	# Animal-MNIST's data are two pickles; its loader imports tensorflow, which clipforge never uses.
-	$(BIN)/pip install -q --no-deps animal-mnist==0.4
+	# pytablericons' SVG files are read directly; its module imports pygame, which clipforge never uses.
+	$(BIN)/pip install -q --no-deps animal-mnist==0.4 pytablericons==1.0.1
 	touch $(STAMP)
 
 venv: $(STAMP)

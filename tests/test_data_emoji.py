@@ -10,7 +10,7 @@ from PIL import Image
 
 from clipforge.cli import main
 from clipforge.data.builders.emoji import _without_tones, captions_for, list_items
-from clipforge.data.builders.splits import split_classes
+from clipforge.data.builders.splits import split_classes, validation_classes
 from clipforge.data.config import DataConfig, PreprocessConfig
 from clipforge.data.loader import build_loader
 from clipforge.data.sources import open_source
@@ -35,22 +35,25 @@ def built(tmp_path_factory):
 def test_layout_and_counts(built):
     stats = json.loads((built / "stats.json").read_text())
     assert stats["images"] == 450 and stats["size"] == 32
-    for name in ("train", "heldout", "train_strict", "heldout_subgroups"):
+    for name in ("train", "val", "heldout", "train_strict", "heldout_subgroups"):
         rows = _rows(built / f"{name}.jsonl")
         assert len(rows) == stats["splits"][name]["images"]
         for r in rows[:20]:
             assert set(r) >= {"image", "captions", "label", "group", "subgroup"}
             with Image.open(built / r["image"]) as img:
                 assert img.size == (32, 32)
-    assert stats["splits"]["train"]["images"] + stats["splits"]["heldout"]["images"] == 450
-    assert stats["classes"] == stats["train_classes"] + stats["heldout_classes"]
+    split_images = sum(stats["splits"][s]["images"] for s in ("train", "val", "heldout"))
+    assert split_images == 450
+    assert stats["classes"] == stats["train_classes"] + stats["val_classes"] + stats["heldout_classes"]
     assert abs(stats["heldout_classes"] - 0.2 * stats["classes"]) <= 1
+    assert abs(stats["val_classes"] - 0.1 * stats["classes"]) <= 1
 
 
 def test_heldout_classes_never_in_training(built):
     train = {r["label"] for r in _rows(built / "train.jsonl")}
     held = {r["label"] for r in _rows(built / "heldout.jsonl")}
-    assert held and not train & held
+    val = {r["label"] for r in _rows(built / "val.jsonl")}
+    assert held and val and not train & held and not train & val and not val & held
     strict_train = _rows(built / "train_strict.jsonl")
     strict_held = _rows(built / "heldout_subgroups.jsonl")
     held_subs = {r["subgroup"] for r in strict_held}
@@ -87,8 +90,9 @@ def _svg_dir():
 
 def test_split_is_stable_under_subsets():
     labels = [f"class {i}" for i in range(100)]
-    held = split_classes(labels)
+    held, val = split_classes(labels), validation_classes(labels)
     assert len(held) == 20 and split_classes(list(reversed(labels))) == held
+    assert len(val) == 10 and not val & held and validation_classes(list(reversed(labels))) == val
 
 
 def test_rerun_reuses_output(built, caplog):

@@ -6,26 +6,39 @@ import json
 
 import pytest
 
-from clipforge.demo.job import DemoOptions, _train, _train_config, run_demo
+from clipforge.demo.config import demo_train_config, load_demo_config
+from clipforge.demo.job import run_demo, train
 
 
 @pytest.mark.slow
 def test_quick_demo_end_to_end(tmp_path):
     out = tmp_path / "demo"
-    opts = DemoOptions(out=str(out), quick=True, device="cpu")
-    results = run_demo(opts)
+    cfg = load_demo_config(None, [f"out={out}", "device=cpu"], quick=True)
+    results = run_demo(cfg)
 
     saved = json.loads((out / "results.json").read_text())
     assert saved["zeroshot"] == results["zeroshot"]
-    for name in ("emoji_heldout", "fashion_mnist"):
-        top1 = saved["zeroshot"][name]["top1"]
-        assert 0.0 <= top1 <= 1.0
+    assert 0.0 <= saved["zeroshot"]["emoji_heldout"]["top1"] <= 1.0
+    chosen = saved["templates"]["zeroshot.emoji_heldout"]
+    assert "val.jsonl" in chosen["chosen_on"] and chosen["templates"] == max(
+        chosen["val_top1"], key=chosen["val_top1"].get
+    )
+    if "fashion_mnist" in saved["zeroshot"]:
+        assert 0.0 <= saved["zeroshot"]["fashion_mnist"]["top1"] <= 1.0
+    else:  # Debian's dataset-fashion-mnist is not installed: a skip with its install hint, not a failure
+        assert "apt-get install dataset-fashion-mnist" in saved["skipped"]["zeroshot.fashion_mnist"]
+    search = saved["search"]
+    assert len(search["queries"]) == 20 and 0.0 <= search["mean"] <= 1.0
+    assert all(len(q["top"]) == 5 for q in search["queries"])
+    assert saved["meta"]["search precision@5 (20 queries)"] == round(search["mean"], 3)
     assert (out / "report.html").read_text().lstrip().lower().startswith("<!doctype html")
+    assert "precision@5 · a red heart" in (out / "report.html").read_text()
     assert (out / "index").is_dir() and any((out / "index").iterdir())
     assert (out / "train" / "final" / "model.safetensors").is_file()
+    icons = [json.loads(line) for line in (out / "emoji" / "icons.jsonl").read_text().splitlines()]
+    assert {r["source"] for r in icons} <= {"mdi", "fontawesome", "lucide", "tabler"} and icons
 
     # A second run reuses the finished training run instead of training again.
-    cfg = _train_config(opts, out / "emoji", cuda=False)
-    final, info = _train(opts, cfg)
+    final, info = train(cfg, demo_train_config(cfg, out / "emoji", cuda=False), cuda=False)
     assert info == {"reused": True}
     assert final == out / "train" / "final"

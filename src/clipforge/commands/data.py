@@ -22,6 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     emoji.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
     emoji.add_argument("--limit", type=int, default=None, help="only the first N named emoji (quick tries)")
     emoji.add_argument("--workers", type=int, default=2, help="rendering processes (default 2)")
+    emoji.add_argument(
+        "--icons", default="", metavar="SETS",
+        help="also render named icon sets and write train_icons.jsonl: 'all' or a comma list of "
+        "mdi,fontawesome,lucide,tabler (their names never match a held-out or validation class)",
+    )
     emoji.set_defaults(_data_run=_run_emoji)
 
     shard = sub.add_parser("shard", help="write WebDataset shards from a folder or a CSV/TSV/JSONL/Parquet table")
@@ -61,10 +66,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_emoji(args: argparse.Namespace) -> int:
     from clipforge.data.builders.emoji import build_emoji
+    from clipforge.data.builders.icons import SOURCES
 
-    stats = build_emoji(args.out, size=args.size, limit=args.limit, workers=args.workers)
-    keys = ("images", "classes", "train_classes", "heldout_classes")
-    print(json.dumps({k: stats[k] for k in keys} | {"splits": stats["splits"]}, indent=1))
+    icons = SOURCES if args.icons == "all" else tuple(s.strip() for s in args.icons.split(",") if s.strip())
+    stats = build_emoji(args.out, size=args.size, limit=args.limit, workers=args.workers, icons=icons)
+    keys = ("images", "classes", "train_classes", "val_classes", "heldout_classes")
+    extra = {"icons": {k: stats["icons"][k] for k in ("images", "labels")}} if icons else {}
+    print(json.dumps({k: stats[k] for k in keys} | {"splits": stats["splits"]} | extra, indent=1))
     return 0
 
 

@@ -1,10 +1,13 @@
-"""Run the main job end to end: emoji data -> train a tiny CLIP -> evaluate -> index -> search.
+"""Run the main job end to end: emoji + icon data -> train a tiny CLIP -> index -> search -> evaluate.
 
 example:
-  clipforge demo                      # what `make demo` runs: about 10 minutes on 2 CPU cores
-  clipforge demo --out runs/demo2     # a second demo beside the first
-  clipforge demo --quick              # a shortened run through the same code path (CI, smoke tests)
+  clipforge demo                          # what `make demo` runs (docs/demo.md: its measured wall time)
+  clipforge demo out=runs/demo2 train=[seed=1]   # a second demo beside the first, another seed
+  clipforge demo --quick                  # a shortened run through the same code path (CI, smoke tests)
+  clipforge demo --print-config           # the resolved config (clipforge.demo.config.DemoConfig), then exit
 
+Keys are the fields of clipforge.demo.config.DemoConfig (defaults <- optional YAML <- key=value); `train`
+takes TrainConfig overrides applied after the packaged recipe (clipforge/demo/configs/tiny-emoji.yaml).
 Re-running reuses what is already built (the data set, a finished training run, embeddings, the index).
 Results: OUT/results.json and OUT/report.html; the searchable index: OUT/index
 (serve it with `clipforge serve --index OUT/index`).
@@ -16,15 +19,36 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="runs/demo", help="demo directory (default runs/demo)")
-    parser.add_argument("--data", default="data/emoji", help="where the emoji set is built (default data/emoji)")
+    parser.add_argument("items", nargs="*", metavar="[CONFIG.yaml] KEY=VALUE",
+                        help="an optional DemoConfig YAML, then overrides such as out=runs/demo2")
     parser.add_argument("--quick", action="store_true", help="tiny data subset and a few steps: a smoke test")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: CUDA when present")
+    parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("--out", default=None, help="demo directory (same as out=DIR; default runs/demo)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="same as device=...")
     parser.add_argument("--fresh", action="store_true", help="retrain even if OUT already holds a finished run")
 
 
 def run(args: argparse.Namespace) -> int:
-    from clipforge.demo.job import DemoOptions, run_demo
+    from clipforge.demo.config import load_demo_config
+    from clipforge.errors import UserError
 
-    run_demo(DemoOptions(out=args.out, data=args.data, quick=args.quick, device=args.device, fresh=args.fresh))
+    items = list(args.items)
+    yaml_path = items.pop(0) if items and "=" not in items[0] else None
+    if any("=" not in item for item in items):
+        raise UserError(f"expected key=value overrides after the config file, got {items}",
+                        hint="e.g. clipforge demo out=runs/demo2 train=[seed=1]")
+    flags = [f"out={args.out}"] if args.out else []
+    flags += [f"device={args.device}"] if args.device else []
+    flags += ["fresh=true"] if args.fresh else []
+    cfg = load_demo_config(yaml_path, [*flags, *items], quick=args.quick)
+    if args.print_config:
+        import yaml
+
+        from clipforge.utils.configs import to_dict
+
+        print(yaml.safe_dump(to_dict(cfg), sort_keys=False), end="")
+        return 0
+    from clipforge.demo.job import run_demo
+
+    run_demo(cfg)
     return 0

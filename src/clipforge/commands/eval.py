@@ -36,7 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     what.add_argument("--linear-probe", metavar="SRC", action="append", default=[], choices=TASK_SOURCES,
                       help="fashion-mnist or animal-mnist")  # fmt: skip
     opts = parser.add_argument_group("settings")
-    opts.add_argument("--templates", default="openai", help="openai (80), short (7), single, plain, or a file")
+    opts.add_argument("--templates", default="openai",
+                      help="openai (80), short (7), single, plain, emoji, drawing, a file, or auto (each "
+                      "benchmark's set chosen on the emoji set's validation classes)")
     opts.add_argument("--emoji-root", default="data/emoji", help="directory written by 'clipforge data emoji'")
     opts.add_argument("--fashion-mnist-dir", default="", help="Fashion-MNIST idx files (default: Debian's)")
     opts.add_argument("--limit", type=int, help="at most N test images per benchmark (quick runs)")
@@ -97,7 +99,8 @@ def run(args: argparse.Namespace) -> int:
     )  # fmt: skip
     from clipforge.eval.templates import get_templates
 
-    get_templates(args.templates)  # a bad template file is reported before the model loads
+    if args.templates != "auto":
+        get_templates(args.templates)  # a bad template file is reported before the model loads
     benchmarks = _benchmarks(args)
     start = time.perf_counter()
     pipeline = load_pipeline(args.checkpoint, args.device)

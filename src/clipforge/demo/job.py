@@ -1,8 +1,9 @@
-"""The demo job: every stage goes through the same public entry points a user calls.
+"""The demo job: every stage goes through the same public Python entry points a user calls.
 
-Stages: build the pip-only emoji set -> train a tiny CLIP from scratch -> zero-shot evaluation (held-out
-emoji classes, Fashion-MNIST when Debian's package is there) with an HTML report -> embed the collection and
-build a FAISS index -> three example searches. Each stage reuses its output when it is already there.
+Stages: build the pip-only emoji set and the named icon sets -> train a tiny CLIP from scratch -> embed every
+emoji and build a FAISS index -> the fixed search queries, scored by precision@5 -> zero-shot evaluation
+(held-out emoji classes, Fashion-MNIST and Animal-MNIST when installed; prompt sets chosen on validation
+classes) with results.json and an HTML report. Each stage reuses its output when it is already there.
 """
 
 from __future__ import annotations
@@ -10,34 +11,22 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+import clipforge
+from clipforge.data.builders.emoji import build_emoji
+from clipforge.data.sources import open_source
+from clipforge.demo.config import DemoConfig, demo_train_config
+from clipforge.demo.queries import load_queries, score_queries
+from clipforge.demo.threads import ThreadChooser
 from clipforge.errors import UserError
+from clipforge.utils.configs import to_dict
+from clipforge.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
-
-# Example searches printed at the end: classes of the held-out split and ordinary words.
-QUERIES = ("a red heart", "a smiling cat", "a fast car")
-REPO_CONFIG = Path(__file__).resolve().parents[3] / "configs" / "runs" / "tiny-emoji.yaml"
-# Small enough to finish in about a minute on 2 cores, large enough to exercise every stage.
-QUICK_OVERRIDES = ("steps=12", "batch_size=32", "tokenizer=600", "checkpoint.every_steps=6", "log.every_steps=4")
-QUICK_IMAGES = 160
-# With a GPU the same recipe runs longer on a larger batch, in bf16.
-GPU_OVERRIDES = ("batch_size=512", "precision=bf16", "data.workers=8")
-
-
-@dataclass(frozen=True)
-class DemoOptions:
-    """Args: out: demo directory; data: emoji set directory; quick: smoke-test sizes; device: auto/cpu/cuda;
-    fresh: retrain even when a finished run is there."""
-
-    out: str = "runs/demo"
-    data: str = "data/emoji"
-    quick: bool = False
-    device: str = "auto"
-    fresh: bool = False
 
 
 def _stage(console: Any, title: str) -> float:
@@ -45,70 +34,42 @@ def _stage(console: Any, title: str) -> float:
     return time.perf_counter()
 
 
-def _ensure_data(opts: DemoOptions) -> Path:
-    from clipforge.data.builders.emoji import build_emoji
-
-    data = Path(opts.data)
-    if opts.quick and opts.data == DemoOptions.data:
-        data = Path(opts.out) / "emoji"  # never let a smoke test's subset stand in for the full set
-    build_emoji(data, limit=QUICK_IMAGES if opts.quick else None)
+def build_data(cfg: DemoConfig) -> Path:
+    """The emoji set (and the icon sets the config names) in ``cfg.data_dir()``."""
+    data = cfg.data_dir()
+    build_emoji(data, limit=cfg.images or None, icons=cfg.icons, icon_limit=cfg.icons_per_set or None)
     return data
 
 
-def _train_config(opts: DemoOptions, data: Path, cuda: bool) -> Any:
-    from clipforge.train.config import load_train_config
-
-    if not REPO_CONFIG.is_file():
-        raise UserError(f"the demo's run config {REPO_CONFIG} is missing", hint="run the demo from a clipforge checkout")
-    overrides = [f"data.train={data / 'train.jsonl'}", f"run_dir={Path(opts.out) / 'train'}", f"device={opts.device}"]
-    if opts.quick:
-        overrides += QUICK_OVERRIDES
-    elif cuda:
-        overrides += GPU_OVERRIDES
-    return load_train_config(REPO_CONFIG, overrides)
-
-
-def _train(opts: DemoOptions, cfg: Any) -> tuple[Path, dict[str, Any]]:
-    """Train, or reuse a finished run whose resolved config equals this one."""
-    import yaml
-
+def train(cfg: DemoConfig, train_cfg: Any, cuda: bool) -> tuple[Path, dict[str, Any]]:
+    """Train, or reuse a finished run whose resolved config equals this one; returns the final model and facts."""
     from clipforge.train.trainer import run_training
-    from clipforge.utils.configs import to_dict
 
-    run_dir = Path(cfg.run_dir)
-    final = run_dir / "final"
-    saved = run_dir / "config.yaml"
-    finished = not opts.fresh and (final / "config.json").is_file() and saved.is_file()
-    if finished and yaml.safe_load(saved.read_text()) == yaml.safe_load(yaml.safe_dump(to_dict(cfg), sort_keys=False)):
+    run_dir = Path(train_cfg.run_dir)
+    final, saved = run_dir / "final", run_dir / "config.yaml"
+    finished = not cfg.fresh and (final / "config.json").is_file() and saved.is_file()
+    if finished and yaml.safe_load(saved.read_text()) == yaml.safe_load(yaml.safe_dump(to_dict(train_cfg))):
         log.info("reusing the finished training run in %s", run_dir)
         return final, {"reused": True}
+    chooser = ThreadChooser() if cfg.threads == 0 and not cuda else None
     start = time.perf_counter()
-    result = run_training(cfg, resume=None if opts.fresh else "latest")
+    result = run_training(train_cfg, resume=None if cfg.fresh else "latest", on_step=chooser)
     if result.final_dir is None:
         raise UserError("training produced no final model")
-    info = {"steps": result.step, "samples_per_s": round(result.samples_per_s, 1),
-            "skipped_steps": result.skipped_steps, "train_seconds": round(time.perf_counter() - start, 1)}
+    info: dict[str, Any] = {"steps": result.step, "samples_per_s": round(result.samples_per_s, 1),
+                            "skipped_steps": result.skipped_steps,
+                            "train_seconds": round(time.perf_counter() - start, 1)}  # fmt: skip
+    if chooser is not None:
+        info["threads"] = chooser.choices
     return result.final_dir, info
 
 
-def _evaluate(opts: DemoOptions, final: Path, data: Path, run_dir: Path, meta: dict[str, Any]) -> dict[str, Any]:
-    import clipforge
-    from clipforge.eval.runner import evaluate_and_report
-    from clipforge.eval.suite import SuiteConfig
-
-    pipeline = clipforge.load(final)
-    suite_cfg = SuiteConfig(name="demo", emoji_root=str(data), limit=64 if opts.quick else None, progress=True)
-    evaluate_and_report(pipeline, suite_cfg, opts.out, checkpoint=str(final), run_dir=run_dir, extra_meta=meta)
-    return json.loads((Path(opts.out) / "results.json").read_text())
-
-
 def _collection(data: Path, out: Path) -> Path:
-    """One table of every emoji image (training and held-out) captioned with its name, for image->text search."""
-    from clipforge.data.sources import open_source
-    from clipforge.utils.io import atomic_write_text
-
+    """One table of every emoji image (all splits) captioned with its label, for search."""
     rows = []
-    for split in ("train.jsonl", "heldout.jsonl"):
+    for split in ("train.jsonl", "val.jsonl", "heldout.jsonl"):
+        if not (data / split).is_file():
+            continue  # a set built before the validation split has none
         source = open_source(data / split, extra_columns=("label",))
         for item in source.items:
             rows.append(json.dumps({"image": str(source.file(item)), "caption": item.fields["label"]}))
@@ -117,68 +78,131 @@ def _collection(data: Path, out: Path) -> Path:
     return path
 
 
-def _cli(*argv: str) -> None:
-    from clipforge.cli import main
+def build_index(pipeline: Any, final: Path, data: Path, out: Path) -> Path:
+    """Embed the emoji collection (resuming what is there) and index it exactly; returns the index folder."""
+    from clipforge.index.build import build_store, read_embeddings
+    from clipforge.index.embed import embed_collection
+    from clipforge.index.manifest import checkpoint_fingerprint
+    emb, index = out / "embeddings", out / "index"
+    collection = open_source(_collection(data, out), "image", "caption")
+    embed_collection(pipeline, collection, emb, fingerprint=checkpoint_fingerprint(final), workers=0)
+    store, report = build_store(read_embeddings(emb))
+    store.save(index)
+    log.info("indexed %d images in %s", report.count, index)
+    return index
 
-    code = main(list(argv))
-    if code != 0:
-        raise UserError(f"'clipforge {' '.join(argv)}' failed (exit {code})")
+
+def run_queries(cfg: DemoConfig, pipeline: Any, index: Path, console: Any) -> dict[str, Any]:
+    """Score every fixed query by precision@5 and print the first ``cfg.shown_queries`` searches."""
+    from rich.table import Table
+
+    from clipforge.index.search import Searcher
+
+    searcher = Searcher.open(index, pipeline)
+    hits: dict[str, list[Any]] = {}
+
+    def search(text: str, k: int) -> list[str]:
+        hits[text] = searcher.text_to_image(text, k)
+        return [h.caption or "" for h in hits[text]]
+
+    queries = load_queries(cfg.queries)
+    scored = score_queries(search, queries)
+    for row in scored["queries"][: cfg.shown_queries]:
+        table = Table(title=f"search {row['query']!r}: precision@5 {row['precision']:.1f}")
+        for column in ("rank", "label", "score", "relevant"):
+            table.add_column(column)
+        relevant = next(q.relevant for q in queries if q.text == row["query"])
+        for rank, hit in enumerate(hits[row["query"]], start=1):
+            table.add_row(str(rank), hit.caption or "", f"{hit.score:.3f}", "yes" if hit.caption in relevant else "")
+        console.print(table)
+    return scored
 
 
-def run_demo(opts: DemoOptions) -> dict[str, Any]:
-    """Run every stage; returns the results written to OUT/results.json."""
+def evaluate(cfg: DemoConfig, pipeline: Any, final: Path, data: Path, run_dir: Path,
+             meta: dict[str, Any]) -> dict[str, Any]:
+    """The demo suite with prompt sets chosen on validation classes; writes OUT/results.json and report.html."""
+    from clipforge.eval.runner import evaluate_and_report
+    from clipforge.eval.suite import SuiteConfig
+
+    suite_cfg = SuiteConfig(name="demo", emoji_root=str(data), templates=cfg.templates,
+                            limit=cfg.eval_limit or None, progress=True)  # fmt: skip
+    evaluate_and_report(pipeline, suite_cfg, cfg.out, checkpoint=str(final), run_dir=run_dir, extra_meta=meta)
+    return json.loads((Path(cfg.out) / "results.json").read_text())
+
+
+def _search_meta(scored: dict[str, Any]) -> dict[str, Any]:
+    """The queries' precision for the report's Run table: the mean, then one row per query."""
+    meta: dict[str, Any] = {f"search precision@{scored['k']} ({len(scored['queries'])} queries)": round(scored["mean"], 3)}
+    for row in scored["queries"]:
+        meta[f"precision@{scored['k']} · {row['query']}"] = f"{row['precision']:.1f}  ({', '.join(row['top'])})"
+    return meta
+
+
+def run_demo(cfg: DemoConfig) -> dict[str, Any]:
+    """Run every stage; returns the results written to OUT/results.json (with ``search`` and ``demo`` added)."""
     import torch
     from rich.console import Console
 
     console = Console()
-    out = Path(opts.out)
+    out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    cuda = opts.device == "cuda" or (opts.device == "auto" and torch.cuda.is_available())
+    cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
     timings: dict[str, float] = {}
 
-    t = _stage(console, "1/5 data: the pip-only emoji set (OpenMoji SVGs rendered, named by the emoji package)")
-    data = _ensure_data(opts)
+    t = _stage(console, "1/5 data: the pip-only emoji set and named icon sets, rendered with resvg")
+    data = build_data(cfg)
     timings["data_seconds"] = time.perf_counter() - t
 
     t = _stage(console, "2/5 train: a tiny CLIP from scratch" + (" on the GPU" if cuda else " on the CPU"))
-    cfg = _train_config(opts, data, cuda)
-    final, train_info = _train(opts, cfg)
+    train_cfg = demo_train_config(cfg, data, cuda)
+    final, train_info = train(cfg, train_cfg, cuda)
     timings["train_stage_seconds"] = time.perf_counter() - t
+    pipeline = clipforge.load(final)
 
-    t = _stage(console, "3/5 evaluate: zero-shot on classes never seen in training")
-    meta = {"demo": {**train_info, "config": str(REPO_CONFIG.name), "quick": opts.quick}}
-    results = _evaluate(opts, final, data, Path(cfg.run_dir), meta)
-    timings["eval_seconds"] = time.perf_counter() - t
-
-    t = _stage(console, "4/5 embed and index the whole collection")
-    emb, index = out / "embeddings", out / "index"
-    _cli("embed", str(final), str(_collection(data, out)), "--out", str(emb), "--workers", "0")
-    _cli("index", str(emb), "--out", str(index))
+    t = _stage(console, "3/5 embed and index every emoji")
+    index = build_index(pipeline, final, data, out)
     timings["index_seconds"] = time.perf_counter() - t
 
-    _stage(console, "5/5 search")
-    for query in QUERIES:
-        console.print(f"[bold]clipforge search {index} --text {query!r} -k 5")
-        _cli("search", str(index), "--text", query, "-k", "5")
+    t = _stage(console, "4/5 search: twenty fixed everyday queries, precision@5")
+    scored = run_queries(cfg, pipeline, index, console)
+    timings["search_seconds"] = time.perf_counter() - t
 
-    _summary(console, opts, results, final, index, timings)
+    t = _stage(console, "5/5 evaluate: zero-shot on classes never seen in training")
+    demo_meta = {**train_info, "recipe": cfg.recipe, "config": json.dumps(to_dict(cfg))}
+    results = evaluate(cfg, pipeline, final, data, Path(train_cfg.run_dir),
+                       {"demo": demo_meta, **_search_meta(scored)})
+    timings["eval_seconds"] = time.perf_counter() - t
+
+    results["search"] = scored
+    results["demo"] = {**demo_meta, "timings": {k: round(v, 1) for k, v in timings.items()}}
+    atomic_write_text(out / "results.json", json.dumps(results, indent=1) + "\n")
+    _summary(console, cfg, results, final, index, timings)
     return results
 
 
-def _summary(console: Any, opts: DemoOptions, results: dict[str, Any], final: Path, index: Path,
+def _summary(console: Any, cfg: DemoConfig, results: dict[str, Any], final: Path, index: Path,
              timings: dict[str, float]) -> None:
-    zs = results.get("zeroshot", {})
-    lines = [f"  {name}: top-1 {100 * r['top1']:.1f}%" for name, r in zs.items() if isinstance(r, dict) and "top1" in r]
+    zs, chosen = results.get("zeroshot", {}), results.get("templates", {})
+    lines = []
+    for name, r in zs.items():
+        if isinstance(r, dict) and "top1" in r:
+            prompts = chosen.get(f"zeroshot.{name}", {}).get("templates", "")
+            lines.append(f"  {name}: top-1 {100 * r['top1']:.1f}% of {r['n_classes']:.0f} classes"
+                         + (f" (prompt set '{prompts}', chosen on validation classes)" if prompts else ""))
     for name, why in (results.get("skipped") or {}).items():
         lines.append(f"  {name}: skipped ({why})")
-    out = Path(opts.out)
+    search = results["search"]
+    out = Path(cfg.out)
     console.rule("[bold]done")
     console.print("Zero-shot accuracy:\n" + "\n".join(lines))
+    console.print(f"Search: precision@{search['k']} {100 * search['mean']:.0f}% over {len(search['queries'])} "
+                  f"fixed queries (per query in {out / 'results.json'})")
     console.print(
         "Stage times: " + ", ".join(f"{k.replace('_seconds', '')} {v:.0f}s" for k, v in timings.items()) + "\n"
         f"Model:    {final}   (clipforge.load('{final}'))\n"
         f"Results:  {out / 'results.json'}\n"
         f"Report:   {out / 'report.html'}\n"
         f"Index:    {index}\n"
+        f"Search:   clipforge search {index} --text 'a red heart' -k 5\n"
         f"Serve it: clipforge serve --index {index}   then open http://127.0.0.1:8000/"
     )

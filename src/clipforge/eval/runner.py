@@ -96,6 +96,15 @@ def leak_check(
     return out
 
 
+def _template_meta(result: suite.SuiteResult) -> dict[str, str]:
+    """One report row per zero-shot benchmark: its prompt set, what it was chosen on, each candidate's score."""
+    out = {}
+    for key, t in result.templates.items():
+        scores = ", ".join(f"{name} {100 * v:.1f}%" for name, v in (t.get("val_top1") or {}).items())
+        out[f"prompt set · {key}"] = f"{t['templates']} — {t['chosen_on']}" + (f"; val top-1: {scores}" if scores else "")
+    return out
+
+
 def print_table(result: suite.SuiteResult) -> None:
     """The metrics as a rich table, then one line per skipped benchmark."""
     from rich.console import Console
@@ -162,6 +171,7 @@ def evaluate_and_report(
     if rows:
         meta["train last logged step"] = int(max(r["step"] for r in rows))
     meta.update(leak_check(benchmarks if benchmarks is not None else suite.SUITES[cfg.name], cfg, run_config))
+    meta.update(_template_meta(result))
     meta.update(extra_meta or {})
     meta["suite config"] = json.dumps(to_dict(cfg))
     out = Path(out_dir)

@@ -2,7 +2,9 @@
 
 Every benchmark names how its data is obtained. When a source is not installed the benchmark is skipped
 with one line that gives the install command; the others still run. Class names are each dataset's own
-and prompts come from a standard template set (``SuiteConfig.templates``): nothing is tuned on test data.
+and prompts come from a template set (``SuiteConfig.templates``): a named set for every benchmark, or
+``auto``, which chooses each benchmark's set on its validation classes (``eval.prompt_select``), never on its
+test classes; the choice and every candidate's validation score are part of the result.
 
 Metric keys are ``TASK.BENCHMARK.METRIC``, e.g. ``zeroshot.emoji_heldout.top1`` (fractions in 0..1);
 ``SuiteResult.to_json()`` nests them as ``{"zeroshot": {"emoji_heldout": {"top1": ...}}}``.
@@ -10,6 +12,7 @@ Metric keys are ``TASK.BENCHMARK.METRIC``, e.g. ``zeroshot.emoji_heldout.top1`` 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -18,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from clipforge.errors import UserError
-from clipforge.eval import linear_probe, retrieval, zeroshot
+from clipforge.eval import linear_probe, prompt_select, retrieval, zeroshot
 from clipforge.eval.datasets import (
     ANIMAL_MNIST_HINT,
     FASHION_MNIST_HINT,
@@ -45,7 +48,8 @@ class SuiteConfig:
         name: a key of ``SUITES`` (``demo``, ``emoji``, ``transfer``, ``full``).
         emoji_root: the directory ``clipforge data emoji`` wrote.
         fashion_mnist_dir: Fashion-MNIST idx directory; empty means Debian's location.
-        templates: prompt template set for every zero-shot benchmark.
+        templates: prompt template set for every zero-shot benchmark, or ``auto``: each benchmark's own set,
+            chosen on its validation classes (see ``eval.prompt_select``).
         limit: at most this many test images per benchmark (evenly spaced), for quick runs; None = all.
         probe_train_limit: training images per linear probe.
         batch_size: images / texts per forward pass.
@@ -64,12 +68,14 @@ class SuiteConfig:
 
 @dataclass(frozen=True)
 class Benchmark:
-    """One evaluation: ``task`` on ``name``; ``make(cfg)`` builds the evaluator config from the suite config."""
+    """One evaluation: ``task`` on ``name``; ``make(cfg)`` builds the evaluator config from the suite config;
+    ``validation(cfg)``, for zero-shot benchmarks, where ``templates=auto`` chooses the prompt set."""
 
     task: str  # "zeroshot" | "retrieval" | "linear_probe"
     name: str
     source: str
     make: Callable[[SuiteConfig], Any]
+    validation: Callable[[SuiteConfig], prompt_select.Validation] | None = None
 
     @property
     def key(self) -> str:
@@ -78,6 +84,11 @@ class Benchmark:
 
 def _emoji(split: str) -> Callable[[SuiteConfig], DatasetConfig]:
     return lambda c: DatasetConfig(kind="jsonl", path=str(Path(c.emoji_root) / f"{split}.jsonl"), limit=c.limit)
+
+
+def _val(view: prompt_select.View = "as_is") -> Callable[[SuiteConfig], prompt_select.Validation]:
+    """The emoji set's validation classes (``val.jsonl``), seen as they are or in the silhouette view."""
+    return lambda c: prompt_select.Validation(_emoji("val")(c), view)
 
 
 def _zs(data: Callable[[SuiteConfig], DatasetConfig]) -> Callable[[SuiteConfig], Any]:
@@ -109,20 +120,21 @@ def _probe(kind: Callable[[str], Callable[[SuiteConfig], DatasetConfig]]) -> Cal
 
 
 EMOJI = [
-    Benchmark("zeroshot", "emoji_heldout", EMOJI_SOURCE + HELDOUT_NOTE, _zs(_emoji("heldout"))),
+    Benchmark("zeroshot", "emoji_heldout", EMOJI_SOURCE + HELDOUT_NOTE, _zs(_emoji("heldout")), _val()),
     Benchmark("retrieval", "emoji_heldout", EMOJI_SOURCE + HELDOUT_NOTE, _ret(_emoji("heldout"))),
     Benchmark(
         "zeroshot", "emoji_heldout_subgroups", EMOJI_SOURCE + SUBGROUPS_NOTE,
-        _zs(_emoji("heldout_subgroups")),
+        _zs(_emoji("heldout_subgroups")), _val(),
     ),
     Benchmark(
         "retrieval", "emoji_heldout_subgroups", EMOJI_SOURCE + SUBGROUPS_NOTE,
         _ret(_emoji("heldout_subgroups")),
     ),
 ]  # fmt: skip
-FASHION_ZS = Benchmark("zeroshot", "fashion_mnist", FASHION_SOURCE, _zs(_fashion("test")))
+# Grayscale light-on-dark test images: their prompt set is chosen on the validation drawings in that view.
+FASHION_ZS = Benchmark("zeroshot", "fashion_mnist", FASHION_SOURCE, _zs(_fashion("test")), _val("silhouette"))
 FASHION_PROBE = Benchmark("linear_probe", "fashion_mnist", FASHION_SOURCE, _probe(_fashion))
-ANIMAL_ZS = Benchmark("zeroshot", "animal_mnist", ANIMAL_SOURCE, _zs(_animal("test")))
+ANIMAL_ZS = Benchmark("zeroshot", "animal_mnist", ANIMAL_SOURCE, _zs(_animal("test")), _val("silhouette"))
 ANIMAL_PROBE = Benchmark("linear_probe", "animal_mnist", ANIMAL_SOURCE, _probe(_animal))
 
 SUITES: dict[str, list[Benchmark]] = {
@@ -153,9 +165,11 @@ class SuiteResult:
     details: dict[str, Any] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
+    templates: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        """Nested metrics (``out["zeroshot"]["emoji_heldout"]["top1"]``) plus ``skipped``, ``seconds``, ``sources``."""
+        """Nested metrics (``out["zeroshot"]["emoji_heldout"]["top1"]``) plus ``skipped``, ``seconds``, ``sources``
+        and ``templates`` (each zero-shot benchmark's prompt set and how it was chosen)."""
         out: dict[str, Any] = {}
         for key, value in self.metrics.items():
             task, bench, metric = key.split(".", 2)
@@ -163,6 +177,7 @@ class SuiteResult:
         out["skipped"] = dict(self.skipped)
         out["seconds"] = dict(self.seconds)
         out["sources"] = dict(self.sources)
+        out["templates"] = {k: dict(v) for k, v in self.templates.items()}
         return out
 
 
@@ -174,7 +189,8 @@ def run_benchmarks(pipeline: Pipeline, benchmarks: list[Benchmark], cfg: SuiteCo
         benchmarks: what to run.
         cfg: suite-wide settings (template set, limits, batch size).
     """
-    get_templates(cfg.templates)  # a bad template set is a user error before any work starts
+    if cfg.templates != prompt_select.AUTO:
+        get_templates(cfg.templates)  # a bad template set is a user error before any work starts
     result = SuiteResult()
     cache: dict = {}  # image features shared between benchmarks on the same images (zero-shot and probe test)
     tasks = {"zeroshot": zeroshot, "retrieval": retrieval, "linear_probe": linear_probe}
@@ -182,7 +198,8 @@ def run_benchmarks(pipeline: Pipeline, benchmarks: list[Benchmark], cfg: SuiteCo
         result.sources[bench.key] = bench.source
         start = time.perf_counter()
         try:
-            detail = tasks[bench.task].run_detailed(pipeline, bench.make(cfg), cache)
+            bench_cfg = _with_templates(pipeline, bench, cfg, cache, result)
+            detail = tasks[bench.task].run_detailed(pipeline, bench.make(bench_cfg), cache)
         except SourceMissing as exc:
             reason = f"{exc.args[0]}; {exc.hint}" if exc.hint else str(exc.args[0])
             result.skipped[bench.key] = reason
@@ -193,6 +210,26 @@ def run_benchmarks(pipeline: Pipeline, benchmarks: list[Benchmark], cfg: SuiteCo
         for metric, value in detail.metrics().items():
             result.metrics[f"{bench.key}.{metric}"] = value
     return result
+
+
+def _with_templates(
+    pipeline: Pipeline, bench: Benchmark, cfg: SuiteConfig, cache: dict, result: SuiteResult
+) -> SuiteConfig:
+    """The suite config with this benchmark's template set: the named one, or for ``auto`` the set chosen on
+    the benchmark's validation data (the default set when it has none); the choice is recorded in ``result``."""
+    if bench.task != "zeroshot":
+        return cfg
+    if cfg.templates != prompt_select.AUTO:
+        result.templates[bench.key] = {"templates": cfg.templates, "chosen_on": "given (SuiteConfig.templates)"}
+        return cfg
+    validation = bench.validation(cfg) if bench.validation is not None else None
+    if validation is None or not Path(validation.dataset.path).is_file():
+        why = "no validation data" if validation is None else f"{validation.dataset.path} not found"
+        choice = prompt_select.Choice(prompt_select.CANDIDATES[0], f"default set ({why})")
+    else:
+        choice = prompt_select.choose_templates(pipeline, validation, batch_size=cfg.batch_size, cache=cache)
+    result.templates[bench.key] = choice.to_json()
+    return dataclasses.replace(cfg, templates=choice.templates)
 
 
 def run_suite(pipeline: Pipeline, cfg: SuiteConfig) -> SuiteResult:

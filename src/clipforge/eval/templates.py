@@ -7,6 +7,8 @@ A template is a sentence with one placeholder, ``{}`` or ``{c}``, that the class
 - ``short``: the 7 of those 80 that CLIP's prompt-engineering notebook selected.
 - ``single``: ``a photo of a {}.`` alone, the paper's baseline prompt.
 - ``plain``: the bare class name.
+- ``emoji``: how emoji are named in captions ("an emoji of {}", "{} emoji", ...), for the emoji benchmarks.
+- ``drawing``: how drawings and icons are described ("a drawing of {}", "{} icon", ...).
 - any other value is read as a file path: one template per line, blank lines and ``#`` comments ignored.
 """
 
@@ -17,9 +19,14 @@ from pathlib import Path
 
 from clipforge.errors import UserError
 
-BUILTIN_SETS = ("openai", "short", "single", "plain")
+BUILTIN_SETS = ("openai", "short", "single", "plain", "emoji", "drawing")
 _FILES = {"openai": "openai_imagenet_templates.txt", "short": "openai_short_templates.txt"}
-_INLINE = {"single": ("a photo of a {}.",), "plain": ("{}",)}
+_INLINE = {
+    "single": ("a photo of a {}.",),
+    "plain": ("{}",),
+    "emoji": ("{}", "an emoji of {}", "{} emoji", "a picture of {}", "a drawing of {}"),
+    "drawing": ("a drawing of {}", "{} icon", "a picture of {}", "a {} symbol", "a sketch of {}"),
+}
 
 
 def _parse_lines(text: str, source: str) -> tuple[str, ...]:

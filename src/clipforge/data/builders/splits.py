@@ -1,7 +1,10 @@
 """The split and table layout every builder writes (see clipforge.data.builders.emoji for the layout).
 
 Classes are held out by a hash of their label, so the same class lands on the same side in every builder
-and every subset; subgroups are held out whole for the stricter split.
+and every subset; subgroups are held out whole for the stricter split. In hash order, the first 20% of the
+classes are the held-out test classes and the next 10% the validation classes: unseen in training like the
+test classes, they are what choices such as the zero-shot prompt set are made on, so that no choice looks at
+a test class.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from clipforge.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-HELDOUT_FRACTION = 0.2  # the issue's 80/20 class split
-SPLITS = ("train", "heldout", "train_strict", "heldout_subgroups")
+HELDOUT_FRACTION = 0.2  # test classes
+VAL_FRACTION = 0.1  # validation classes, taken after the test classes in hash order (the test split is unchanged)
+SPLITS = ("train", "val", "heldout", "train_strict", "heldout_subgroups")
 
 
 def stable_hash(text: str) -> str:
@@ -25,9 +29,16 @@ def stable_hash(text: str) -> str:
 
 
 def split_classes(labels: list[str]) -> set[str]:
-    """The held-out classes: the first 20% of the distinct labels in hash order."""
+    """The held-out (test) classes: the first 20% of the distinct labels in hash order."""
     distinct = sorted(set(labels), key=stable_hash)
     return set(distinct[: round(HELDOUT_FRACTION * len(distinct))])
+
+
+def validation_classes(labels: list[str]) -> set[str]:
+    """The validation classes: the 10% of the distinct labels that follow the held-out ones in hash order."""
+    distinct = sorted(set(labels), key=stable_hash)
+    start = round(HELDOUT_FRACTION * len(distinct))
+    return set(distinct[start : start + round(VAL_FRACTION * len(distinct))])
 
 
 def split_subgroups(subgroups: list[str | None]) -> set[str]:
@@ -80,7 +91,7 @@ def check_existing(out: Path, size: int, limit: int | None, what: str) -> dict |
 
 
 def write_split_tables(out: Path, rows: list[dict], extra: dict) -> dict:
-    """Write train/heldout/train_strict/heldout_subgroups JSONL and stats.json; return the stats.
+    """Write train/val/heldout/train_strict/heldout_subgroups JSONL and stats.json; return the stats.
 
     Args:
         out: output folder.
@@ -91,12 +102,14 @@ def write_split_tables(out: Path, rows: list[dict], extra: dict) -> dict:
     if not rows:
         raise UserError(f"{out}: no images to write")
     unify_subgroups(rows)
-    heldout = split_classes([r["label"] for r in rows])
+    labels = [r["label"] for r in rows]
+    heldout, val = split_classes(labels), validation_classes(labels)
     held_subs = split_subgroups([r["subgroup"] for r in rows])
     splits = {
-        "train": [r for r in rows if r["label"] not in heldout],
+        "train": [r for r in rows if r["label"] not in heldout and r["label"] not in val],
+        "val": [r for r in rows if r["label"] in val],
         "heldout": [r for r in rows if r["label"] in heldout],
-        "train_strict": [r for r in rows if r["subgroup"] not in held_subs],
+        "train_strict": [r for r in rows if r["subgroup"] not in held_subs and r["label"] not in val],
         "heldout_subgroups": [r for r in rows if r["subgroup"] in held_subs],
     }
     for name, split_rows in splits.items():
@@ -110,6 +123,7 @@ def write_split_tables(out: Path, rows: list[dict], extra: dict) -> dict:
         "images": len(rows),
         "classes": n_classes(rows),
         "train_classes": n_classes(splits["train"]),
+        "val_classes": n_classes(splits["val"]),
         "heldout_classes": n_classes(splits["heldout"]),
         "splits": {k: {"images": len(v), "classes": n_classes(v)} for k, v in splits.items()},
         "heldout_subgroups": sorted(held_subs),
