@@ -72,8 +72,8 @@ def build_demo(tmp: Path, n: int = 12, bad: int = 1) -> dict[str, Path]:
 
     paths = {"ckpt": make_checkpoint(tmp / "ckpt"), "col": make_collection(tmp / "col", n, bad=bad),
              "emb": tmp / "emb", "idx": tmp / "idx"}
-    assert main(["embed", str(paths["ckpt"]), str(paths["col"]), "--out", str(paths["emb"]), "--workers", "0"]) == 0
-    assert main(["index", str(paths["emb"]), "--out", str(paths["idx"])]) == 0
+    assert main(["embed", str(paths["ckpt"]), str(paths["col"]), str(paths["emb"]), "workers=0"]) == 0
+    assert main(["index", str(paths["emb"]), str(paths["idx"])]) == 0
     return paths
 
 

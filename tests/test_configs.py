@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import pytest
 
 from clipforge.checkpoint import PipelineConfig, read_config
 from clipforge.errors import UserError
-from clipforge.model.config import CLIPConfig, ResNetConfig, ViTConfig
+from clipforge.model.config import CLIPConfig, ResNetConfig, ViTConfig, with_activation
 from clipforge.model.registry import get_config
 from clipforge.train.config import TrainConfig, load_train_config
 from clipforge.utils.configs import from_dict, resolve_config, to_dict
@@ -66,6 +67,25 @@ def test_checkpoint_config_written_by_version_0_1_is_read(tmp_path):
                               "width": 32, "head_width": 16, "patch_size": 8}  # fmt: skip
     (tmp_path / "config.json").write_text(json.dumps(old))
     assert read_config(tmp_path).model.vision == ViTConfig(image_size=32, patch_size=8, width=32, layers=2, head_width=16)
+
+
+@pytest.mark.parametrize("quick", [True, False])
+@pytest.mark.parametrize("tower", ["vit", "resnet"])
+def test_checkpoint_config_with_model_quick_gelu_is_read(tmp_path, quick, tower):
+    """Up to 0.1 the model said ``quick_gelu`` for both towers; it is now each transformer tower's ``act``."""
+    cfg = get_config("test-vit" if tower == "vit" else "tiny-resnet")
+    old = to_dict(PipelineConfig(model=cfg))
+    for key in ("act", "causal", "pool", "proj"):
+        old["model"]["text"].pop(key)
+    if tower == "vit":
+        old["model"]["vision"].pop("act")
+    old["model"]["quick_gelu"] = quick
+    (tmp_path / "config.json").write_text(json.dumps(old))
+    model = read_config(tmp_path).model
+    act = "quick_gelu" if quick else "gelu"
+    assert model.text.act == act
+    assert model == (with_activation(cfg, act) if tower == "vit" else dataclasses.replace(
+        cfg, text=dataclasses.replace(cfg.text, act=act)))
 
 
 def test_unreadable_checkpoint_config_is_a_user_error(tmp_path):

@@ -86,7 +86,7 @@ def max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_import_matches_transformers(tmp_path, act):
     hf, folder = make_hf(tmp_path, act)
     imported = import_hf(folder)
-    assert imported.config.model.quick_gelu == (act == "quick_gelu")
+    assert imported.config.model.vision.act == imported.config.model.text.act == act
     ours = build_model(imported)
     pixels, ids = inputs()
     ref_img, ref_txt = hf_features(hf, pixels, ids)
@@ -152,9 +152,11 @@ def test_config_mapping_defaults_and_errors():
     cfg = config_from_hf({"model_type": "clip", "text_config": {}, "vision_config": {}})
     assert (cfg.vision.width, cfg.vision.patch_size, cfg.vision.heads, cfg.vision.layers) == (768, 32, 12, 12)
     assert (cfg.text.width, cfg.text.heads, cfg.text.context_length, cfg.embed_dim) == (512, 8, 77, 512)
-    assert cfg.quick_gelu
-    with pytest.raises(UserError, match="activations"):
-        config_from_hf({"text_config": {"hidden_act": "gelu"}, "vision_config": {}})
+    assert cfg.vision.act == cfg.text.act == "quick_gelu"
+    mixed = config_from_hf({"text_config": {"hidden_act": "gelu"}, "vision_config": {"hidden_act": "gelu_new"}})
+    assert (mixed.text.act, mixed.vision.act) == ("gelu", "gelu_tanh")
+    with pytest.raises(UserError, match=r"text_config.hidden_act 'relu' is not supported"):
+        config_from_hf({"text_config": {"hidden_act": "relu"}, "vision_config": {}})
     with pytest.raises(UserError, match="not square"):
         config_from_hf({"vision_config": {"image_size": [224, 256]}})
     with pytest.raises(UserError, match="model_type"):

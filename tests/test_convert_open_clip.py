@@ -71,7 +71,8 @@ def test_unsupported_options_are_refused_by_name():
         ("vision_cfg", "timm_model_name", "vit_base_patch16_224"),
         ("vision_cfg", "attentional_pool", True),
         ("text_cfg", "hf_model_name", "xlm-roberta-base"),
-        ("text_cfg", "pool_type", "last"),
+        ("text_cfg", "pool_type", "eos"),
+        ("text_cfg", "proj_type", "mlp"),
     ]:
         raw = json.loads(json.dumps(VIT_B_32))
         raw[section][key] = value

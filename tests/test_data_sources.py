@@ -256,7 +256,7 @@ def test_embed_and_train_read_the_same_captions(tmp_path):
     table = tmp_path / "col" / "t.jsonl"
     table.write_text("".join(json.dumps(r) + "\n" for r in rows))
     ckpt = make_checkpoint(tmp_path / "ckpt")
-    assert main(["embed", str(ckpt), str(table), "--out", str(tmp_path / "emb"), "--workers", "0"]) == 0
+    assert main(["embed", str(ckpt), str(table), str(tmp_path / "emb"), "workers=0"]) == 0
     assert pq.read_table(tmp_path / "emb" / "metadata.parquet").column("caption").to_pylist() == ["a cat", "a dog"]
     seen = []
     loader = build_loader(DataConfig(train=str(table), workers=0), tokenizer=lambda t: (seen.extend(t), _ids(t))[1],
@@ -265,7 +265,7 @@ def test_embed_and_train_read_the_same_captions(tmp_path):
     assert sum(b.indices.numel() for b in loader) == 2 and seen == ["a cat", "a dog"]
     latin = tmp_path / "col" / "latin.csv"
     latin.write_bytes("image,caption\n0.png,café\n1.png,ok\n".encode("latin-1"))
-    assert main(["embed", str(ckpt), str(latin), "--out", str(tmp_path / "emb2"), "--workers", "0"]) == 2
+    assert main(["embed", str(ckpt), str(latin), str(tmp_path / "emb2"), "workers=0"]) == 2
     assert not (tmp_path / "emb2" / "metadata.parquet").exists()
 
 

@@ -167,18 +167,18 @@ def test_cli_suite_writes_results_and_report(tmp_path, monkeypatch):
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "0000.png").write_bytes((tmp_path / "emoji" / "images" / "0000.png").read_bytes())
     (run_dir / "config.yaml").write_text(f"seed: 3\nsteps: 10\ndata:\n  train: {train}\n")
-    monkeypatch.setattr("clipforge.commands.eval.load_pipeline", lambda ckpt, device: color_pipeline())
+    monkeypatch.setattr("clipforge.eval.job.load", lambda ckpt, device: color_pipeline())
     _no_animal_mnist(monkeypatch)
     out = tmp_path / "out"
-    rc = main(["eval", "--suite", "demo", str(tmp_path / "ckpt"), "--emoji-root", str(tmp_path / "emoji"),
-               "--fashion-mnist-dir", str(tmp_path / "none"), "--out-dir", str(out), "--run-dir", str(run_dir)])  # fmt: skip
+    rc = main(["eval", str(tmp_path / "ckpt"), "suite.name=demo", f"suite.emoji_root={tmp_path / 'emoji'}",
+               f"suite.fashion_mnist_dir={tmp_path / 'none'}", f"out_dir={out}", f"run_dir={run_dir}"])  # fmt: skip
     assert rc == 0
     results = json.loads((out / "results.json").read_text())
     assert results["zeroshot"]["emoji_heldout"]["top1"] == 1.0
     assert results["meta"]["train seed"] == 3 and results["meta"]["train steps"] == 10 and "animal" in results["skipped"]["zeroshot.animal_mnist"]
     assert results["meta"]["classes also in training data · zeroshot.emoji_heldout"] == "1 of 5"  # leak shown
     assert "seed" in (out / "report.html").read_text()
-    assert main(["eval", "--suite", "nope", str(tmp_path)]) == 2
+    assert main(["eval", "suite.name=nope", str(tmp_path)]) == 2
 
 
 def test_encode_texts_keeps_input_order_when_batching_by_length():

@@ -38,7 +38,9 @@ def shrink(cfg: CLIPConfig) -> CLIPConfig:
     else:
         vision = dataclasses.replace(v, image_size=32, patch_size=8, layers=2, width=32, head_width=16)
     text = dataclasses.replace(cfg.text, context_length=12, vocab_size=TINY_VOCAB, width=32, heads=2, layers=2)
-    return dataclasses.replace(cfg, embed_dim=16, vision=vision, text=text)
+    # A tower without projection emits its width as the embedding.
+    embed = 32 if "none" in (getattr(vision, "proj", None), text.proj) else 16
+    return dataclasses.replace(cfg, embed_dim=embed, vision=vision, text=text)
 
 
 NAMES = list_models()
@@ -55,7 +57,11 @@ def batch(cfg: CLIPConfig, n: int = 3):
 
 
 def contrastive(out: CLIPOutput) -> torch.Tensor:
+    """CLIP's InfoNCE, or SigLIP's pairwise sigmoid loss for a model with a logit bias."""
     logits = out.logit_scale * out.image_features @ out.text_features.t()
+    if out.logit_bias is not None:
+        signs = 2 * torch.eye(logits.shape[0]) - 1  # +1 on matching pairs, -1 elsewhere
+        return -torch.nn.functional.logsigmoid(signs * (logits + out.logit_bias)).sum() / logits.shape[0]
     target = torch.arange(logits.shape[0])
     return (torch.nn.functional.cross_entropy(logits, target) + torch.nn.functional.cross_entropy(logits.t(), target)) / 2
 
@@ -73,8 +79,11 @@ def test_forward_shapes_finite_and_backward(name):
     assert out.image_features.shape == out.text_features.shape == (3, cfg.embed_dim)
     assert torch.allclose(out.image_features.norm(dim=-1), torch.ones(3), atol=1e-5)
     assert torch.allclose(out.text_features.norm(dim=-1), torch.ones(3), atol=1e-5)
-    assert torch.isclose(out.logit_scale, torch.tensor(1 / 0.07), rtol=1e-5)
-    assert out.logit_bias is None
+    assert torch.isclose(out.logit_scale, torch.tensor(cfg.init_logit_scale).exp(), rtol=1e-5)
+    if cfg.init_logit_bias is None:
+        assert out.logit_bias is None
+    else:
+        assert out.logit_bias is not None and out.logit_bias.item() == cfg.init_logit_bias
     assert all(torch.isfinite(t).all() for t in out[:3])
     contrastive(out).backward()
     for pname, p in model.named_parameters():
@@ -99,9 +108,10 @@ def test_logit_bias_config_gives_a_bias():
     assert torch.isclose(out.logit_scale, torch.tensor(2.3).exp())
 
 
-@pytest.mark.parametrize("name", ["RN50", "ViT-B-32", "ViT-H-14", "MobileCLIP-S2", "MobileCLIP2-S3", "MobileCLIP-B"])
+@pytest.mark.parametrize("name", ["RN50-quickgelu", "ViT-B-32-quickgelu", "ViT-H-14-quickgelu", "ViT-B-16-SigLIP",
+                                  "EVA02-B-16", "PE-Core-B-16", "MobileCLIP-S2", "MobileCLIP2-S3", "MobileCLIP-B"])  # fmt: skip
 def test_gradient_checkpointing_same_outputs_and_grads(name):
-    cfg = shrink(get_config(f"{name}-quickgelu"))
+    cfg = shrink(get_config(name))
     torch.manual_seed(0)
     plain = CLIP(cfg).train()
     ckpt = CLIP(cfg).train()
@@ -128,7 +138,8 @@ def test_unknown_name_lists_known_names():
     assert "ViT-Q-7" in str(info.value)
     for name in ("RN50", "ViT-B-32", "ViT-L-14-336", "tiny-vit"):
         assert name in str(info.value)
-    assert get_config("RN50-quickgelu").quick_gelu and not get_config("RN50").quick_gelu
+    assert get_config("RN50-quickgelu").text.act == "quick_gelu" and get_config("RN50").text.act == "gelu"
+    assert get_config("ViT-B-32-quickgelu").vision.act == "quick_gelu"
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -197,3 +208,35 @@ def test_low_precision_model_takes_float32_pixels(name):
         low = model.to(torch.bfloat16).encode_image(pixels)
     assert low.dtype == torch.bfloat16
     assert (low.float() - ref).abs().max() <= 0.05 * ref.abs().max()
+
+
+@pytest.mark.parametrize("name", ["ViT-B-16-SigLIP", "EVA02-B-16", "PE-Core-B-16", "PE-Core-bigG-14-448"])
+def test_patch_dropout_on_the_new_towers(name):
+    """Training with patch dropout keeps the class token and each kept patch's rotary position; eval is unchanged."""
+    cfg = shrink(get_config(name))
+    cfg = dataclasses.replace(cfg, vision=dataclasses.replace(cfg.vision, patch_dropout=0.5))
+    torch.manual_seed(0)
+    model = CLIP(cfg)
+    pixels, ids = batch(cfg)
+    out = model.train()(pixels, ids)
+    contrastive(out).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    with torch.no_grad():
+        a, b = model.eval().encode_image(pixels), model.encode_image(pixels)
+        dropped = model.train().encode_image(pixels)
+    assert torch.equal(a, b) and not torch.allclose(a, dropped)
+
+
+def test_siglip_text_reads_the_last_position_and_attends_to_all():
+    cfg = shrink(get_config("ViT-B-16-SigLIP"))
+    model = CLIP(cfg).eval()
+    _, ids = batch(cfg)
+    changed = ids.clone()
+    changed[1, -1] = 5  # the position SigLIP reads
+    earlier = ids.clone()
+    earlier[1, 0] = 7  # non-causal: an early token changes the last position's features too
+    with torch.no_grad():
+        ref = model.encode_text(ids)
+        assert not torch.allclose(ref[1], model.encode_text(changed)[1])
+        assert not torch.allclose(ref[1], model.encode_text(earlier)[1])
+        assert torch.equal(ref[0], model.encode_text(changed)[0])

@@ -8,6 +8,8 @@ import pytest
 from search_helpers import build_demo, draw
 
 from clipforge.cli import main
+from clipforge.index.config import EmbedConfig, IndexConfig
+from clipforge.utils.configs import load_resolved
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +48,16 @@ def test_search_errors(demo, capsys):
 
 def test_add_and_delete(demo, tmp_path, capsys):
     idx = tmp_path / "idx"
-    assert main(["index", str(demo["emb"]), "--out", str(idx)]) == 0
-    assert main(["index", "--out", str(idx), "--delete", "0,1"]) == 0
+    assert main(["index", str(demo["emb"]), str(idx)]) == 0
+    assert load_resolved(IndexConfig, idx / "index_config.yaml") == IndexConfig(str(demo["emb"]), str(idx))
+    assert load_resolved(EmbedConfig, demo["emb"] / "embed_config.yaml").workers == 0
+    assert main(["index", f"out={idx}", "--delete", "0,1"]) == 0
     assert json.loads((idx / "index.json").read_text())["count"] == 10
     draw((1, 1, 1), "circle", seed=5).save(demo["col"] / "extra.png")
-    assert main(["embed", str(demo["ckpt"]), str(demo["col"]), "--out", str(demo["emb"]), "--workers", "0"]) == 0
+    assert main(["embed", str(demo["ckpt"]), str(demo["col"]), str(demo["emb"]), "workers=0"]) == 0
     capsys.readouterr()
-    assert main(["index", str(demo["emb"]), "--out", str(idx), "--add"]) == 0
+    assert main(["index", str(demo["emb"]), str(idx), "--add"]) == 0
     assert "added 3, removed 0" in capsys.readouterr().out  # 0, 1 come back from the embeddings, plus extra.png
     hits = run_json(capsys, ["search", str(idx), "--image", str(demo["col"] / "extra.png"), "-k", "1", "--json"])
     assert hits[0]["path"] == "extra.png"
-    assert main(["index", "--out", str(idx), "--delete", "x"]) == 2
+    assert main(["index", f"out={idx}", "--delete", "x"]) == 2

@@ -186,8 +186,8 @@ def test_torchrun_two_processes(tmp_path, ckpt):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-           f"--master_port={port}", str(script), "embed", str(ckpt), str(col), "--out", str(tmp_path / "emb"),
-           "--workers", "0", "--device", "cpu"]
+           f"--master_port={port}", str(script), "embed", str(ckpt), str(col), str(tmp_path / "emb"),
+           "workers=0", "device=cpu"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     meta = pq.read_table(tmp_path / "emb" / "metadata.parquet").to_pydict()

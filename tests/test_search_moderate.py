@@ -11,7 +11,9 @@ from search_helpers import build_demo
 
 from clipforge.cli import main
 from clipforge.errors import UserError
+from clipforge.index.config import ModerateConfig
 from clipforge.index.moderate import Concept, Moderator, calibrate, read_concepts
+from clipforge.utils.configs import load_resolved
 
 
 def test_calibrate_picks_lowest_threshold_reaching_precision():
@@ -70,10 +72,10 @@ def test_moderate_cli_calibrates_and_reports(tmp_path):
     with open(tmp_path / "labelled.csv", "w", newline="") as fh:
         csv.writer(fh).writerows(rows)
     out = tmp_path / "report"
-    assert main(["moderate", str(demo["ckpt"]), str(col), "--concepts", str(tmp_path / "concepts.yaml"),
-                 "--labelled", str(tmp_path / "labelled.csv"), "--precision", "0.5", "--out", str(out),
-                 "--workers", "0"]) == 0
+    assert main(["moderate", str(demo["ckpt"]), str(col), f"concepts={tmp_path / 'concepts.yaml'}",
+                 f"labelled={tmp_path / 'labelled.csv'}", "precision=0.5", f"out={out}", "workers=0"]) == 0
     report = json.loads((out / "report.json").read_text())
+    assert load_resolved(ModerateConfig, out / "moderate_config.yaml").precision == 0.5
     cal = report["calibration"]["square"]
     assert cal["reachable"] and cal["precision"] >= 0.5
     assert report["calibration"]["dragon"]["reachable"] is False
@@ -85,9 +87,9 @@ def test_moderate_cli_calibrates_and_reports(tmp_path):
     with open(out / "report.csv") as fh:
         assert len(list(csv.DictReader(fh))) == len(report["flagged"])
     assert read_concepts(out / "concepts.yaml")[0].threshold == pytest.approx(cal["threshold"])
-    # An embedding directory is accepted as the source: same flags, nothing re-embedded.
-    assert main(["moderate", str(demo["ckpt"]), str(demo["emb"]), "--concepts", str(out / "concepts.yaml"),
-                 "--out", str(tmp_path / "report2")]) == 0
+    # An embedding directory is accepted as the source: same keys, nothing re-embedded.
+    assert main(["moderate", str(demo["ckpt"]), str(demo["emb"]), f"concepts={out / 'concepts.yaml'}",
+                 f"out={tmp_path / 'report2'}"]) == 0
     again = json.loads((tmp_path / "report2" / "report.json").read_text())
     # Stored vectors are float16 (~1e-3 off): the image that set the threshold sits exactly on it, so compare
     # the flags away from the boundary.

@@ -49,13 +49,14 @@ def save_checkpoint(
         model: the model whose state dict is saved (weights are stored contiguous, on CPU).
         config: the full pipeline config (model + tokenizer + preprocessing).
         out_dir: the directory to create or overwrite.
-        tokenizer_json: serialized trained tokenizer, required when ``config.tokenizer.kind == "file"``.
+        tokenizer_json: serialized tokenizer, required when ``config.tokenizer.kind`` is "file" (trained) or "hf"
+            (imported).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if config.tokenizer.kind == "file":
+    if config.tokenizer.kind in ("file", "hf"):
         if tokenizer_json is None:
-            raise ValueError("a 'file' tokenizer needs tokenizer_json to be saved with the checkpoint")
+            raise ValueError(f"a {config.tokenizer.kind!r} tokenizer needs tokenizer_json to be saved with the checkpoint")
         atomic_write_text(out / TOKENIZER_FILE, tokenizer_json)
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     with atomic_path(out / WEIGHTS_FILE) as tmp:
@@ -117,11 +118,28 @@ def load_state_into(model: torch.nn.Module, state: dict[str, torch.Tensor], sour
 
 
 def _upgrade(data: Any) -> Any:
-    """Read config.json files written by clipforge 0.1, whose image tower said ``arch`` instead of ``kind``.
+    """Read config.json files written by clipforge 0.1.
 
-    0.1 had one VisionConfig for both towers; a ResNet stored its blocks in ``resnet_layers`` beside unused
-    ViT fields, which ResNetConfig does not have.
+    0.1 had one VisionConfig for both towers, tagged ``arch`` instead of ``kind``; a ResNet stored its blocks in
+    ``resnet_layers`` beside unused ViT fields, which ResNetConfig does not have. Its model said
+    ``quick_gelu: true|false`` for both towers at once; the activation is now each transformer tower's ``act``.
     """
+    return _upgrade_activation(_upgrade_vision(data))
+
+
+def _upgrade_activation(data: Any) -> Any:
+    model = data.get("model") if isinstance(data, dict) else None
+    if not isinstance(model, dict) or "quick_gelu" not in model:
+        return data
+    model = dict(model)
+    act = "quick_gelu" if model.pop("quick_gelu") else "gelu"
+    if isinstance(model.get("vision"), dict) and model["vision"].get("kind", "vit") == "vit":
+        model["vision"] = {**model["vision"], "act": act}
+    model["text"] = {**(model.get("text") or {}), "act": act}
+    return {**data, "model": model}
+
+
+def _upgrade_vision(data: Any) -> Any:
     vision = data.get("model", {}).get("vision") if isinstance(data, dict) else None
     if not isinstance(vision, dict) or "arch" not in vision:
         return data

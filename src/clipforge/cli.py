@@ -13,6 +13,7 @@ import logging
 import sys
 import traceback
 
+from clipforge.commands.config_args import check_retired
 from clipforge.errors import UserError
 
 VERBS: dict[str, str] = {
@@ -48,13 +49,37 @@ def build_parser() -> argparse.ArgumentParser:
         )
         verb_parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
         module.add_arguments(verb_parser)
-        verb_parser.set_defaults(_run=module.run)
+        verb_parser.set_defaults(_run=module.run, _retired=getattr(module, "RETIRED", {}))
     return parser
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """Parse ``argv``; for config verbs, words after an option are more positionals/overrides.
+
+    argparse gives a ``nargs="*"`` positional only the words before the first option, so the rest of
+    ``clipforge eval CKPT --config run.yaml suite.limit=5`` comes back unparsed and is appended here.
+
+    Raises:
+        UserError: for a flag that became a config key (the message names the key).
+    """
+    args, extras = parser.parse_known_args(argv)
+    if not extras:
+        return args
+    if hasattr(args, "items") and not any(e.startswith("-") for e in extras):
+        args.items = [*args.items, *extras]
+        return args
+    check_retired(argv, getattr(args, "_retired", {}))
+    return parser.parse_args(argv)  # argparse's own message for anything else unknown
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        args = parse(parser, argv)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if not getattr(args, "_run", None):
         parser.print_help()
         return 2
@@ -69,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - last-resort message for the CLI user
+    except Exception as exc:  # the last-resort message for the CLI user
         if args.debug:
             raise
         print(f"error: {type(exc).__name__}: {exc}\n  hint: re-run with --debug for the traceback", file=sys.stderr)

@@ -33,7 +33,8 @@ KNOWN_PRETRAINED = (
 )
 REQUIRED_FILES = (HF_CONFIG_FILE,)
 WEIGHT_FILES = HF_WEIGHT_FILES  # either one, safetensors preferred
-OPTIONAL_FILES = (HF_PREPROCESSOR_FILE,)
+# The tokenizer files: a folder's own vocabulary (SigLIP's, a custom CLIP's) comes with the weights.
+OPTIONAL_FILES = (HF_PREPROCESSOR_FILE, "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 OFFLINE_VALUES = ("1", "true", "yes", "on")
 
 
@@ -124,5 +125,5 @@ def resolve_pretrained(
         )
     log.info("converting %s from %s into %s", repo, folder, converted)
     imported = import_hf(folder)
-    save_checkpoint(build_model(imported), imported.config, converted)
+    save_checkpoint(build_model(imported), imported.config, converted, tokenizer_json=imported.tokenizer_json)
     return converted

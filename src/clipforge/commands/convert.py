@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     imported = import_weights(args.source, args.src, args.config)
     model = build_model(imported)
-    out = save_checkpoint(model, imported.config, args.out)
+    out = save_checkpoint(model, imported.config, args.out, tokenizer_json=imported.tokenizer_json)
     n = sum(v.numel() for v in imported.state.values() if v.is_floating_point())
     m = imported.config.model
     if isinstance(m.vision, ViTConfig):

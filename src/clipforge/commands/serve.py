@@ -32,7 +32,8 @@ def build(index: str, concepts: str | None = None, device: str = "cpu"):  # noqa
     if concepts:
         from clipforge.index.moderate import Moderator, read_concepts
 
-        moderator = Moderator(read_concepts(concepts), searcher.embed_texts)
+        probability = searcher.concept_probabilities if searcher.probability_kind() == "sigmoid" else None
+        moderator = Moderator(read_concepts(concepts), searcher.embed_texts, probability)
     return create_app(searcher, moderator)
 
 

@@ -31,7 +31,7 @@ OPENAI_VOCAB_SIZE = 49408
 # Lists in error messages are cut here so a wholly wrong file gives a readable message.
 MAX_LISTED = 12
 
-Op = Literal["copy", "transpose", "concat"]
+Op = Literal["copy", "transpose", "concat", "reshape", "patch_linear"]
 
 
 @dataclass(frozen=True)
@@ -42,25 +42,32 @@ class Rule:
         ours: our state-dict key.
         theirs: the foreign key(s).
         op: "copy" (same tensor), "transpose" (2-D, foreign is ours.T, e.g. nn.Linear vs ``x @ proj``),
-            "concat" (ours is the foreign tensors concatenated along dim 0, e.g. fused QKV from q/k/v).
+            "concat" (ours is the foreign tensors concatenated along dim 0, e.g. fused QKV from q/k/v),
+            "reshape" (same values in another shape, e.g. a (1, 1, W) token vs our (W,)),
+            "patch_linear" (a patch embedding stored as a Linear over flattened (p, p, C) patches vs our
+            (W, C, p, p) convolution).
         optional: the foreign key may be absent (BatchNorm's ``num_batches_tracked``, unused at inference);
             it is then filled with zero.
-        lead_dims: for "copy", the foreign tensor has this many extra leading dims of size 1 (timm keeps a
-            class token as (1, 1, W) where ours is (W,)).
+        sizes: for "concat", the foreign tensors' sizes along dim 0 when they differ (export splits by them);
+            empty = equal parts.
+        shape: for "reshape", the foreign shape (export writes it).
     """
 
     ours: str
     theirs: tuple[str, ...]
     op: Op = "copy"
     optional: bool = False
-    lead_dims: int = 0
+    sizes: tuple[int, ...] = ()
+    shape: tuple[int, ...] = ()
 
 
 class Imported(NamedTuple):
-    """What every importer returns: our state dict and the pipeline config to save beside it."""
+    """What every importer returns: our state dict, the pipeline config to save beside it, and the
+    tokenizer.json to save with it when the tokenizer is not the bundled one."""
 
     state: dict[str, torch.Tensor]
     config: PipelineConfig
+    tokenizer_json: str | None = None
 
 
 @contextlib.contextmanager
@@ -131,8 +138,8 @@ def import_state(
             continue
         parts = [foreign[k] for k in rule.theirs]
         try:
-            value = _to_ours(rule, parts)
-        except RuntimeError as exc:  # e.g. concat of q/k/v with different widths
+            value = _to_ours(rule, parts, shapes[rule.ours])
+        except RuntimeError as exc:  # e.g. concat of q/k/v with different widths, a reshape to the wrong size
             raise UserError(f"{source}: cannot combine {list(rule.theirs)}: {exc}") from exc
         if tuple(value.shape) != shapes[rule.ours]:
             theirs = ", ".join(f"{k} {tuple(p.shape)}" for k, p in zip(rule.theirs, parts, strict=True))
@@ -148,14 +155,16 @@ def import_state(
     return state
 
 
-def _to_ours(rule: Rule, parts: list[torch.Tensor]) -> torch.Tensor:
+def _to_ours(rule: Rule, parts: list[torch.Tensor], shape: tuple[int, ...]) -> torch.Tensor:
     if rule.op == "copy":
-        lead = parts[0].shape[: rule.lead_dims]
-        if any(n != 1 for n in lead):
-            raise RuntimeError(f"expected {rule.lead_dims} leading dims of size 1, got shape {tuple(parts[0].shape)}")
-        return parts[0].reshape(parts[0].shape[rule.lead_dims :])
+        return parts[0]
     if rule.op == "transpose":
         return parts[0].t().contiguous()
+    if rule.op == "reshape":
+        return parts[0].reshape(shape)
+    if rule.op == "patch_linear":
+        width, channels, p, _ = shape
+        return parts[0].reshape(width, p, p, channels).permute(0, 3, 1, 2).contiguous()  # (W, C, p, p)
     return torch.cat(parts, dim=0)
 
 
@@ -165,9 +174,15 @@ def export_state(ours: Mapping[str, torch.Tensor], rules: list[Rule]) -> dict[st
     for rule in rules:
         value = ours[rule.ours].detach().cpu()
         if rule.op == "copy":
-            parts = [value.reshape((1,) * rule.lead_dims + tuple(value.shape))]
+            parts = [value]
         elif rule.op == "transpose":
             parts = [value.t()]
+        elif rule.op == "reshape":
+            parts = [value.reshape(rule.shape)]
+        elif rule.op == "patch_linear":
+            parts = [value.permute(0, 2, 3, 1).reshape(value.shape[0], -1)]  # (W, p * p * C)
+        elif rule.sizes:
+            parts = list(value.split(list(rule.sizes), dim=0))
         else:
             parts = list(value.chunk(len(rule.theirs), dim=0))
         for key, part in zip(rule.theirs, parts, strict=True):
@@ -179,9 +194,14 @@ def pipeline_config(
     model: CLIPConfig,
     mean: tuple[float, float, float] = OPENAI_MEAN,
     std: tuple[float, float, float] = OPENAI_STD,
+    tokenizer: TokenizerConfig | None = None,
     **preprocess: object,
 ) -> PipelineConfig:
-    """The manifest for an imported model: OpenAI tokenizer, preprocessing at the model's image size."""
+    """The manifest for an imported model: its tokenizer (default: OpenAI's), preprocessing at the model's image
+    size."""
+    prep = PreprocessConfig(image_size=model.vision.image_size, mean=mean, std=std, **preprocess)  # type: ignore[arg-type]
+    if tokenizer is not None and tokenizer.kind != "openai":
+        return PipelineConfig(model=model, tokenizer=tokenizer, preprocess=prep)
     if model.text.vocab_size != OPENAI_VOCAB_SIZE:
         log.warning(
             "text vocabulary has %d ids but the bundled OpenAI tokenizer %d: clipforge.load will refuse this "
@@ -190,7 +210,6 @@ def pipeline_config(
             OPENAI_VOCAB_SIZE,
         )
     tokenizer = TokenizerConfig(kind="openai", context_length=model.text.context_length, vocab_size=model.text.vocab_size)
-    prep = PreprocessConfig(image_size=model.vision.image_size, mean=mean, std=std, **preprocess)  # type: ignore[arg-type]
     return PipelineConfig(model=model, tokenizer=tokenizer, preprocess=prep)
 
 

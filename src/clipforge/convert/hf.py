@@ -27,12 +27,15 @@ from clipforge.convert.common import (
     read_json_object,
     read_state_file,
 )
-from clipforge.data.config import OPENAI_MEAN, OPENAI_STD
+from clipforge.convert.hf_files import read_hf_preprocess, read_hf_tokenizer
+from clipforge.convert.hf_siglip import SIGLIP_TYPES, siglip_config_from_hf, siglip_config_to_hf, siglip_rules
+from clipforge.convert.openai import check_openai_layout
 from clipforge.errors import UserError
-from clipforge.model.config import CLIPConfig, TextConfig, ViTConfig
+from clipforge.model.config import Activation, CLIPConfig, TextConfig, ViTConfig
 from clipforge.utils.io import atomic_path, atomic_write_text
 
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+HF_FAMILIES = {"clip": "CLIPModel", "siglip": "SiglipModel", "siglip2": "Siglip2Model"}  # model_type -> class
 HF_CONFIG_FILE = "config.json"
 HF_PREPROCESSOR_FILE = "preprocessor_config.json"
 # transformers' CLIPTextConfig / CLIPVisionConfig defaults: a config.json only lists values that differ.
@@ -46,7 +49,12 @@ HF_VISION_DEFAULTS: dict[str, Any] = {
     "image_size": 224, "patch_size": 32, "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5, "num_channels": 3,
 }  # fmt: skip
 LEGACY_EOS_ID = 2  # transformers then takes argmax(ids), as we do
-ACTIVATIONS = {"quick_gelu": True, "gelu": False}  # HF name -> our quick_gelu flag ("gelu" is erf GELU)
+# transformers' activation names -> ours ("gelu" is erf GELU; "gelu_pytorch_tanh" and "gelu_new" are the same
+# tanh approximation, computed by different code).
+ACTIVATIONS: dict[str, Activation] = {
+    "quick_gelu": "quick_gelu", "gelu": "gelu", "gelu_pytorch_tanh": "gelu_tanh", "gelu_new": "gelu_tanh",
+}  # fmt: skip
+ACTIVATION_NAMES = {"quick_gelu": "quick_gelu", "gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh"}  # ours -> HF
 # Buffers older transformers versions saved with the weights; they are arange(n), not learned.
 HF_CONSTANTS = ("text_model.embeddings.position_ids", "vision_model.embeddings.position_ids")
 
@@ -67,7 +75,7 @@ def _encoder_rules(ours: str, theirs: str, layers: int) -> list[Rule]:
 
 
 def hf_rules(cfg: CLIPConfig) -> list[Rule]:
-    """The key map between transformers' CLIPModel and ours (ViT image towers only)."""
+    """The key map between transformers' CLIPModel and ours (OpenAI-style ViT image towers only)."""
     if not isinstance(cfg.vision, ViTConfig):
         tower = type(cfg.vision).__name__.removesuffix("Config")
         raise UserError(f"Hugging Face CLIPModel has only ViT image towers: a {tower} model cannot be exported to it")
@@ -75,7 +83,8 @@ def hf_rules(cfg: CLIPConfig) -> list[Rule]:
         raise UserError("Hugging Face CLIPModel's text tower is always causal: a model without the causal mask "
                         "cannot be exported to it")
     if cfg.init_logit_bias is not None:
-        raise UserError("Hugging Face CLIPModel has no logit bias (SigLIP-style models cannot be exported to it)")
+        raise UserError("Hugging Face CLIPModel has no logit bias (SigLIP-style models export as SiglipModel)")
+    check_openai_layout(cfg)
     v, t = "vision_model", "text_model"
     rules = [
         Rule("visual.patch_embed.weight", (f"{v}.embeddings.patch_embedding.weight",)),
@@ -117,6 +126,18 @@ def _sub_config(raw: dict[str, Any], name: str, defaults: dict[str, Any]) -> dic
     return {**defaults, **(raw.get(name) or {}), **(raw.get(f"{name}_dict") or {})}
 
 
+def activation(section: dict[str, Any], where: str, source: str) -> Activation:
+    """Our name for a tower's ``hidden_act``.
+
+    Raises:
+        UserError: for an activation clipforge does not implement.
+    """
+    name = section["hidden_act"]
+    if name not in ACTIVATIONS:
+        raise UserError(f"{source}: {where}.hidden_act {name!r} is not supported", hint=f"one of {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
+
+
 def config_from_hf(raw: dict[str, Any], source: str = HF_CONFIG_FILE) -> CLIPConfig:
     """Map a Hugging Face CLIP config.json (as a dict) to our CLIPConfig.
 
@@ -133,12 +154,6 @@ def _config_from_hf(raw: dict[str, Any], source: str = HF_CONFIG_FILE) -> CLIPCo
         raise UserError(f"{source}: model_type {raw.get('model_type')!r} is not 'clip' (a CLIPModel config)")
     tc = _sub_config(raw, "text_config", HF_TEXT_DEFAULTS)
     vc = _sub_config(raw, "vision_config", HF_VISION_DEFAULTS)
-    acts = {tc["hidden_act"], vc["hidden_act"]}
-    if len(acts) != 1 or not acts <= set(ACTIVATIONS):
-        raise UserError(
-            f"{source}: activations text={tc['hidden_act']!r} vision={vc['hidden_act']!r} are not supported",
-            hint=f"clipforge uses one activation for both towers, one of {sorted(ACTIVATIONS)}",
-        )
     if vc["num_channels"] != 3:
         raise UserError(f"{source}: num_channels {vc['num_channels']} (clipforge expects RGB images)")
     eos, vocab = tc["eos_token_id"], tc["vocab_size"]
@@ -148,6 +163,7 @@ def _config_from_hf(raw: dict[str, Any], source: str = HF_CONFIG_FILE) -> CLIPCo
             hint="clipforge reads text features at argmax(token_ids), which needs end-of-text to be the highest id",
         )
     vision = ViTConfig(
+        act=activation(vc, "vision_config", source),
         image_size=_side(vc["image_size"], "image_size", source),
         layers=vc["num_hidden_layers"],
         width=vc["hidden_size"],
@@ -157,6 +173,7 @@ def _config_from_hf(raw: dict[str, Any], source: str = HF_CONFIG_FILE) -> CLIPCo
         ln_eps=float(vc["layer_norm_eps"]),
     )
     text = TextConfig(
+        act=activation(tc, "text_config", source),
         context_length=tc["max_position_embeddings"],
         vocab_size=vocab,
         width=tc["hidden_size"],
@@ -169,14 +186,12 @@ def _config_from_hf(raw: dict[str, Any], source: str = HF_CONFIG_FILE) -> CLIPCo
         embed_dim=raw.get("projection_dim", 512),
         vision=vision,
         text=text,
-        quick_gelu=ACTIVATIONS[acts.pop()],
         init_logit_scale=float(raw.get("logit_scale_init_value", 2.6592)),
     )
 
 
 def config_to_hf(cfg: CLIPConfig) -> dict[str, Any]:
     """Our CLIPConfig as a Hugging Face CLIP config.json dict (end-of-text = highest id, see module docs)."""
-    act = "quick_gelu" if cfg.quick_gelu else "gelu"
     v, t = cfg.vision, cfg.text
     return {
         "architectures": ["CLIPModel"],
@@ -188,14 +203,15 @@ def config_to_hf(cfg: CLIPConfig) -> dict[str, Any]:
         "text_config": {
             "model_type": "clip_text_model", "vocab_size": t.vocab_size, "hidden_size": t.width,
             "intermediate_size": int(t.width * t.mlp_ratio), "num_hidden_layers": t.layers,
-            "num_attention_heads": t.heads, "max_position_embeddings": t.context_length, "hidden_act": act,
+            "num_attention_heads": t.heads, "max_position_embeddings": t.context_length,
+            "hidden_act": ACTIVATION_NAMES[t.act],
             "layer_norm_eps": t.ln_eps, "projection_dim": cfg.embed_dim,
             "bos_token_id": t.vocab_size - 2, "eos_token_id": t.vocab_size - 1, "pad_token_id": 1,
         },
         "vision_config": {
             "model_type": "clip_vision_model", "hidden_size": v.width, "intermediate_size": int(v.width * v.mlp_ratio),
             "num_hidden_layers": v.layers, "num_attention_heads": v.heads, "image_size": v.image_size,
-            "patch_size": v.patch_size, "hidden_act": act, "layer_norm_eps": v.ln_eps, "num_channels": 3,
+            "patch_size": v.patch_size, "hidden_act": ACTIVATION_NAMES[v.act], "layer_norm_eps": v.ln_eps, "num_channels": 3,
             "projection_dim": cfg.embed_dim,
         },
     }  # fmt: skip
@@ -221,35 +237,57 @@ def import_hf(src: str | Path, config: CLIPConfig | str | Path | None = None) ->
     src = Path(src)
     folder = src if src.is_dir() else src.parent
     weights = _weights_file(folder) if src.is_dir() else src
+    cfg_path = Path(config) if isinstance(config, (str, Path)) else folder / HF_CONFIG_FILE
+    raw = read_json_object(cfg_path) if cfg_path.is_file() else None
     if isinstance(config, CLIPConfig):
         cfg = config
+        model_type = (raw or {}).get("model_type", "siglip" if cfg.init_logit_bias is not None else "clip")
     else:
-        cfg_path = Path(config) if config is not None else folder / HF_CONFIG_FILE
-        if not cfg_path.is_file():
-            raise UserError(f"{cfg_path}: no such file", hint="an HF CLIPModel folder holds config.json")
-        cfg = config_from_hf(read_json_object(cfg_path), str(cfg_path))
-    state = import_state(read_state_file(weights), hf_rules(cfg), cfg, str(weights), ignore=HF_CONSTANTS)
-    mean, std = OPENAI_MEAN, OPENAI_STD
-    if (folder / HF_PREPROCESSOR_FILE).is_file():
-        prep = read_json_object(folder / HF_PREPROCESSOR_FILE)
-        mean, std = tuple(prep.get("image_mean", mean)), tuple(prep.get("image_std", std))
+        if raw is None:
+            raise UserError(f"{cfg_path}: no such file", hint="a Hugging Face model folder holds config.json")
+        model_type = raw.get("model_type", "clip")
+        cfg = model_config_from_hf(raw, str(cfg_path))
+    rules = siglip_rules(cfg, model_type) if model_type in SIGLIP_TYPES else hf_rules(cfg)
+    tokenizer = read_hf_tokenizer(folder, cfg)  # a vocabulary that does not fit fails here, before any weights
+    preprocess = read_hf_preprocess(folder, cfg)
+    state = import_state(read_state_file(weights), rules, cfg, str(weights), ignore=HF_CONSTANTS)
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    return Imported(state, pipeline_config(cfg, mean=mean, std=std))  # type: ignore[arg-type]
+    return Imported(state, pipeline_config(cfg, tokenizer=tokenizer.config, **preprocess), tokenizer.json)
+
+
+def model_config_from_hf(raw: dict[str, Any], source: str = HF_CONFIG_FILE) -> CLIPConfig:
+    """Our CLIPConfig for an HF config.json of any supported family (CLIPModel, SiglipModel, Siglip2Model).
+
+    Raises:
+        UserError: for another family, naming it and the supported ones.
+    """
+    model_type = raw.get("model_type", "clip")
+    if model_type == "clip":
+        return config_from_hf(raw, source)
+    if model_type in SIGLIP_TYPES:
+        return siglip_config_from_hf(raw, source, activation)
+    family = ", ".join(raw.get("architectures") or []) or model_type
+    raise UserError(
+        f"{source}: model_type {model_type!r} ({family}) is not supported",
+        hint=f"clipforge imports {', '.join(f'{k} ({v})' for k, v in HF_FAMILIES.items())}",
+    )
 
 
 def export_hf(state: dict[str, torch.Tensor], config: PipelineConfig, out_dir: str | Path) -> Path:
-    """Write a Hugging Face CLIPModel folder (config.json, model.safetensors, preprocessor_config.json).
+    """Write a Hugging Face folder (config.json, model.safetensors, preprocessor_config.json): a CLIPModel, or
+    a SiglipModel for a model with a logit bias.
 
     Args:
         state: our model's state dict.
         config: the checkpoint's pipeline config.
-        out_dir: the folder to create; ``CLIPModel.from_pretrained(out_dir)`` loads it.
+        out_dir: the folder to create; ``CLIPModel.from_pretrained(out_dir)`` (``SiglipModel``) loads it.
     """
     from safetensors.torch import save_file
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    hf_state = export_state(state, hf_rules(config.model))
+    siglip = config.model.init_logit_bias is not None
+    hf_state = export_state(state, siglip_rules(config.model) if siglip else hf_rules(config.model))
     with atomic_path(out / HF_WEIGHT_FILES[0]) as tmp:
         save_file(hf_state, str(tmp), metadata={"format": "pt"})
     p = config.preprocess
@@ -260,8 +298,12 @@ def export_hf(state: dict[str, torch.Tensor], config: PipelineConfig, out_dir: s
         "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": list(p.mean),
         "image_std": list(p.std), "do_convert_rgb": True,
     }  # fmt: skip
+    if siglip:  # SiglipImageProcessor: resize to the square, no crop
+        preprocessor = {k: v for k, v in preprocessor.items() if k not in ("do_center_crop", "crop_size")}
+        preprocessor.update(image_processor_type="SiglipImageProcessor",
+                            size={"height": p.image_size, "width": p.image_size})  # fmt: skip
     atomic_write_text(out / HF_PREPROCESSOR_FILE, json.dumps(preprocessor, indent=2) + "\n")
-    hf_config = config_to_hf(config.model)
+    hf_config = siglip_config_to_hf(config.model, ACTIVATION_NAMES) if siglip else config_to_hf(config.model)
     hf_config["dtype"] = str(hf_state["logit_scale"].dtype).removeprefix("torch.")  # the dtype the weights are in
     atomic_write_text(out / HF_CONFIG_FILE, json.dumps(hf_config, indent=2) + "\n")
     return out

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from clipforge.convert.common import Rule, affine, batchnorm
-from clipforge.convert.openai import openai_text_rules
+from clipforge.convert.openai import logit_rules, text_rules
 from clipforge.data.config import OPENAI_MEAN, OPENAI_STD
 from clipforge.errors import UserError
 from clipforge.model.clip import CLIP
@@ -41,7 +41,7 @@ from clipforge.model.registry import MCI, MCI_VIT_B
 # timm model names OpenCLIP's MobileCLIP configs use, and our tower for each (at the real sizes).
 TIMM_TOWERS: dict[str, VisionConfig] = {f"fastvit_{k}": v for k, v in MCI.items()} | {"vit_base_mci_224": MCI_VIT_B}
 # vision_cfg keys of those configs (TimmModel's arguments); the only values OpenCLIP uses for them.
-TIMM_DEFAULTS: dict[str, Any] = {"timm_model_pretrained": False, "timm_proj": None, "timm_drop": 0.0,
+TIMM_DEFAULTS: dict[str, Any] = {"timm_model_pretrained": False, "timm_proj": None, "timm_proj_bias": False, "timm_drop": 0.0,
                                  "timm_drop_path": 0.0}  # fmt: skip
 TIMM_POOL = {"fastvit": "avg", "vit_convstem": "token"}
 # The preprocessing of OpenCLIP's pretrained tags (open_clip/pretrained.py, _mccfg / _mc2cfg): MobileCLIP and
@@ -61,7 +61,7 @@ def is_mobileclip(vision: VisionConfig) -> bool:
     return isinstance(vision, (FastViTConfig, ConvStemViTConfig))
 
 
-def vision_from_timm(vc: dict[str, Any], image_size: int, source: str) -> VisionConfig:
+def mobileclip_vision(vc: dict[str, Any], image_size: int, source: str) -> VisionConfig:
     """Our tower for an OpenCLIP ``vision_cfg`` naming a MobileCLIP timm model.
 
     Raises:
@@ -99,7 +99,7 @@ def mobileclip_rules(cfg: CLIPConfig) -> list[Rule]:
         rules = _fastvit_rules(visual)
     else:
         rules = _convstem_vit_rules(cfg.vision)  # type: ignore[arg-type]
-    return rules + openai_text_rules(cfg, text_prefix="text.")
+    return rules + text_rules(cfg, "text.") + logit_rules(cfg)
 
 
 # --- FastViT (timm fastvit.py) -----------------------------------------------------------------------------
@@ -203,8 +203,9 @@ def _convstem_vit_rules(cfg: ConvStemViTConfig) -> list[Rule]:
         rules += batchnorm(f"{o}.stem.{i}.norm", f"{t}.patch_embed.backbone.{i}.bn")
     rules += affine(f"{o}.stem.2", f"{t}.patch_embed.backbone.2.conv")
     # timm keeps the class token as (1, 1, W) and the positions as (1, N, W); ours drop the leading ones.
-    rules += [Rule(f"{o}.class_embedding", (f"{t}.cls_token",), lead_dims=2),
-              Rule(f"{o}.pos_embedding", (f"{t}.pos_embed",), lead_dims=1)]  # fmt: skip
+    grid = cfg.grid_size**2
+    rules += [Rule(f"{o}.class_embedding", (f"{t}.cls_token",), op="reshape", shape=(1, 1, cfg.width)),
+              Rule(f"{o}.pos_embedding", (f"{t}.pos_embed",), op="reshape", shape=(1, grid, cfg.width))]  # fmt: skip
     for i in range(cfg.layers):
         ob, tb = f"{o}.transformer.blocks.{i}", f"{t}.blocks.{i}"
         rules += affine(f"{ob}.norm1", f"{tb}.norm1") + affine(f"{ob}.attn.qkv", f"{tb}.attn.qkv")

@@ -12,7 +12,6 @@ blocks; image size from the positional embedding; 64-channel heads; QuickGELU. N
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import warnings
 from collections.abc import Mapping
@@ -31,7 +30,7 @@ from clipforge.convert.common import (
     read_state_file,
 )
 from clipforge.errors import UserError
-from clipforge.model.config import CLIPConfig, ResNetConfig, TextConfig, ViTConfig
+from clipforge.model.config import CLIPConfig, ResNetConfig, TextConfig, ViTConfig, with_activation
 
 log = logging.getLogger(__name__)
 
@@ -91,39 +90,85 @@ def _resnet_rules(cfg: ResNetConfig) -> list[Rule]:
     return rules
 
 
+# The switches OpenAI's layout has no parameters or code for, at the value OpenAI's towers use.
+OPENAI_VIT = {"act": ("gelu", "quick_gelu"), "class_token": (True,), "pos_embed": (True,), "rope": (None,),
+              "patch_bias": (False,), "norm_pre": (True,), "qkv_bias": ("qkv",), "sub_ln": (False,),
+              "pool": ("token",), "proj": ("plain",)}  # fmt: skip
+OPENAI_TEXT = {"act": ("gelu", "quick_gelu"), "causal": (True,), "pool": ("argmax",), "proj": ("plain",)}
+
+
+def openai_style_difference(tower: ViTConfig | TextConfig) -> str | None:
+    """The first switch of ``tower`` that OpenAI's towers do not have (``"key=value"``), or None."""
+    allowed = OPENAI_VIT if isinstance(tower, ViTConfig) else OPENAI_TEXT
+    for key, values in allowed.items():
+        if getattr(tower, key) not in values:
+            return f"{key}={getattr(tower, key)!r}"
+    return None
+
+
+def check_openai_layout(cfg: CLIPConfig) -> None:
+    """Raise unless ``cfg`` is built from OpenAI-style towers (the only ones OpenAI's key names describe).
+
+    Raises:
+        UserError: naming the first switch that differs.
+    """
+    if not isinstance(cfg.vision, (ViTConfig, ResNetConfig)):
+        raise UserError(f"vision.kind {cfg.vision.kind!r}: OpenAI's CLIP layout has no such tower",
+                        hint="MobileCLIP weights are OpenCLIP's: import them with --from open_clip")
+    towers = [("text", cfg.text)] + ([("vision", cfg.vision)] if isinstance(cfg.vision, ViTConfig) else [])
+    for name, tower in towers:
+        difference = openai_style_difference(tower)
+        if difference is not None:
+            raise UserError(
+                f"{name}.{difference}: OpenAI's CLIP layout has no such tower",
+                hint="only OpenAI-style towers can be written in OpenAI's layout; export SigLIP models with --to hf",
+            )
+
+
 def openai_rules(cfg: CLIPConfig, text_prefix: str = "") -> list[Rule]:
     """The key map between OpenAI's layout and ours for ``cfg``.
 
     Args:
-        cfg: our model config.
+        cfg: our model config (OpenAI-style towers, see ``check_openai_layout``).
         text_prefix: prefix of the text-tower keys ("" in OpenAI's layout; "text." in OpenCLIP's
             CustomTextCLIP layout, which also names the projection ``text.text_projection``).
     """
-    if not isinstance(cfg.vision, (ViTConfig, ResNetConfig)):
-        raise UserError(f"OpenAI's layout has no {cfg.vision.kind} image tower",
-                        hint="MobileCLIP weights come from OpenCLIP: use --from open_clip")
-    rules = _resnet_rules(cfg.vision) if isinstance(cfg.vision, ResNetConfig) else _vit_rules(cfg.vision)
-    return rules + openai_text_rules(cfg, text_prefix)
+    check_openai_layout(cfg)
+    return vision_rules(cfg) + text_rules(cfg, text_prefix) + logit_rules(cfg)
 
 
-def openai_text_rules(cfg: CLIPConfig, text_prefix: str = "") -> list[Rule]:
-    """The text tower's (and logit scale/bias) part of ``openai_rules``; other image towers reuse it.
+def vision_rules(cfg: CLIPConfig) -> list[Rule]:
+    """The image tower's part of OpenAI's layout (an OpenAI-style ViT or a ModifiedResNet)."""
+    return _resnet_rules(cfg.vision) if isinstance(cfg.vision, ResNetConfig) else _vit_rules(cfg.vision)
+
+
+def logit_rules(cfg: CLIPConfig) -> list[Rule]:
+    """The temperature, and SigLIP's logit bias when the model has one."""
+    rules = [Rule("logit_scale", ("logit_scale",))]
+    if cfg.init_logit_bias is not None:
+        rules.append(Rule("logit_bias", ("logit_bias",)))
+    return rules
+
+
+def text_rules(cfg: CLIPConfig, prefix: str = "") -> list[Rule]:
+    """The text tower in OpenAI's names (OpenCLIP keeps them, also for SigLIP's non-causal tower).
 
     Args:
         cfg: our model config.
-        text_prefix: as ``openai_rules``.
+        prefix: "" (OpenAI, OpenCLIP's CLIP) or "text." (OpenCLIP's CustomTextCLIP).
     """
-    p = text_prefix
+    p = prefix
     rules = [
         Rule("text.token_embedding.weight", (f"{p}token_embedding.weight",)),
         Rule("text.pos_embedding", (f"{p}positional_embedding",)),
-        Rule("text.proj", (f"{p}text_projection",)),
-        Rule("logit_scale", ("logit_scale",)),
     ]
     rules += _transformer_rules("text.transformer", f"{p}transformer", cfg.text.layers)
     rules += affine("text.norm_final", f"{p}ln_final")
-    if cfg.init_logit_bias is not None:
-        rules.append(Rule("logit_bias", ("logit_bias",)))
+    if cfg.text.proj == "plain":  # a (W, E) matrix used as x @ proj
+        rules.append(Rule("text.proj", (f"{p}text_projection",)))
+    elif cfg.text.proj == "bias":  # an nn.Linear (weight (E, W))
+        rules.append(Rule("text.proj", (f"{p}text_projection.weight",), "transpose"))
+        rules.append(Rule("text.proj_bias", (f"{p}text_projection.bias",)))
     return rules
 
 
@@ -181,7 +226,7 @@ def _config_from_state_dict(state: Mapping[str, torch.Tensor], source: str = "st
             f"{source}: not an OpenAI CLIP state dict (no {exc.args[0]!r})",
             hint="pass the model name with --config, or use --from open_clip / --from hf for other layouts",
         ) from exc
-    return CLIPConfig(embed_dim=int(embed_dim), vision=vision, text=text, quick_gelu=True)
+    return with_activation(CLIPConfig(embed_dim=int(embed_dim), vision=vision, text=text), "quick_gelu")
 
 
 def read_openai_file(path: str | Path) -> dict[str, torch.Tensor]:
@@ -211,8 +256,8 @@ def import_openai(src: str | Path, config: CLIPConfig | None = None) -> Imported
     """
     state = read_openai_file(src)
     cfg = config if config is not None else config_from_state_dict(state, str(src))
-    if not cfg.quick_gelu:
-        log.info("OpenAI weights were trained with QuickGELU: using it (quick_gelu=True)")
-        cfg = dataclasses.replace(cfg, quick_gelu=True)
+    if cfg.text.act != "quick_gelu":
+        log.info("OpenAI weights were trained with QuickGELU: using it (act=quick_gelu)")
+        cfg = with_activation(cfg, "quick_gelu")
     ours = import_state(state, openai_rules(cfg), cfg, str(src), ignore=OPENAI_CONSTANTS)
     return Imported({k: v.float() if v.is_floating_point() else v for k, v in ours.items()}, pipeline_config(cfg))

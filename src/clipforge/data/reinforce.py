@@ -267,7 +267,7 @@ def reinforce(
                         hint="train or convert the teacher first; its folder holds config.json and model.safetensors")
     pipe = load(teacher, device=device)
     source = open_source(src, image_column, caption_column, require_captions=True)
-    scale = pipe.model.logit_scale.detach().clamp(max=math.log(100)).exp().item()
+    scale = pipe.model.temperature().item()  # what its forward multiplies the similarities by
     bias = pipe.model.logit_bias.item() if pipe.model.logit_bias is not None else None
     fresh = Manifest(str(teacher), _sha256(Path(teacher) / WEIGHTS_FILE), scale, bias, pipe.config.model.embed_dim,
                      str(src), len(source), settings)  # fmt: skip

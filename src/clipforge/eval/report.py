@@ -67,6 +67,13 @@ def write_results_json(path: str | Path, result: SuiteResult, meta: dict[str, An
     return Path(path)
 
 
+def write_timings_json(path: str | Path, result: SuiteResult, timings: dict[str, float]) -> Path:
+    """Write the seconds each benchmark took (``benchmarks``) and the run's other ``timings`` atomically."""
+    data = {"benchmarks": {k: round(v, 3) for k, v in result.seconds.items()}, **timings}
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+    return Path(path)
+
+
 def _pct(v: float) -> str:
     return f"{100 * v:.1f}%"
 

@@ -23,6 +23,8 @@ from clipforge.utils.configs import to_dict
 
 log = logging.getLogger(__name__)
 
+RESULTS_FILE = "results.json"
+TIMINGS_FILE = "timings.json"
 RUN_CONFIG_FILES = ("config.yaml", "config.json", "resolved_config.yaml", "resolved_config.json")
 META_KEYS = ("seed", "steps", "max_steps", "epochs", "model", "batch_size")  # shown at the top of the report
 
@@ -139,8 +141,12 @@ def evaluate_and_report(
     html: bool = True,
     show: bool = True,
     extra_meta: dict[str, Any] | None = None,
+    timings: dict[str, float] | None = None,
 ) -> suite.SuiteResult:
-    """Run the suite ``cfg.name`` (or ``benchmarks``), write OUT_DIR/results.json and OUT_DIR/report.html.
+    """Run the suite ``cfg.name`` (or ``benchmarks``), write OUT_DIR/results.json, timings.json and report.html.
+
+    results.json holds what was measured and how (scores, skips, sources, run facts), so the same config on
+    the same checkpoint writes the same file; timings.json holds the seconds, which vary from run to run.
 
     Args:
         pipeline: the loaded checkpoint.
@@ -152,6 +158,7 @@ def evaluate_and_report(
         html: also write the HTML report.
         show: print the results table.
         extra_meta: more facts for the report's Run table and results.json ``meta``.
+        timings: more durations for timings.json and the report (e.g. the model's load time).
     """
     start = time.perf_counter()
     if benchmarks is None:
@@ -163,7 +170,8 @@ def evaluate_and_report(
         print_table(result)
     rows, run_config = read_run_dir(run_dir)
     meta: dict[str, Any] = {"checkpoint": checkpoint, "suite": cfg.name, "templates": cfg.templates,
-                            "limit": cfg.limit, "suite wall seconds": round(wall, 2)}  # fmt: skip
+                            "limit": cfg.limit}  # fmt: skip
+    times = {"suite wall seconds": round(wall, 2), **(timings or {})}
     for key in META_KEYS:
         value = _find(run_config, key) if run_config else None
         if value is not None:
@@ -175,12 +183,14 @@ def evaluate_and_report(
     meta.update(extra_meta or {})
     meta["suite config"] = json.dumps(to_dict(cfg))
     out = Path(out_dir)
-    path = report.write_results_json(out / "results.json", result, meta)
+    path = report.write_results_json(out / RESULTS_FILE, result, meta)
+    report.write_timings_json(out / TIMINGS_FILE, result, times)
     log.info("results: %s", path)
     if html:
         title = f"clipforge evaluation — {Path(checkpoint).name}" if checkpoint else "clipforge evaluation"
         page = report.write_report(
-            out / "report.html", result, meta=meta, metrics_rows=rows, run_config=run_config, title=title
+            out / "report.html", result, meta={**meta, **times}, metrics_rows=rows, run_config=run_config,
+            title=title,
         )
         log.info("report: %s", page)
     return result

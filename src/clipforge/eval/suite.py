@@ -22,6 +22,7 @@ from typing import Any
 
 from clipforge.errors import UserError
 from clipforge.eval import linear_probe, prompt_select, retrieval, zeroshot
+from clipforge.eval.config import SuiteConfig
 from clipforge.eval.datasets import (
     ANIMAL_MNIST_HINT,
     FASHION_MNIST_HINT,
@@ -38,32 +39,6 @@ HELDOUT_NOTE = " (heldout.jsonl; classes unseen by a model trained on train.json
 SUBGROUPS_NOTE = " (heldout_subgroups.jsonl; unseen only by a model trained on train_strict.jsonl)"
 FASHION_SOURCE = f"Debian dataset-fashion-mnist idx files; {FASHION_MNIST_HINT}"
 ANIMAL_SOURCE = f"PyPI animal-mnist's data pickles, read directly; {ANIMAL_MNIST_HINT}"
-
-
-@dataclass(frozen=True)
-class SuiteConfig:
-    """Which suite to run and where its data lives.
-
-    Args:
-        name: a key of ``SUITES`` (``demo``, ``emoji``, ``transfer``, ``full``).
-        emoji_root: the directory ``clipforge data emoji`` wrote.
-        fashion_mnist_dir: Fashion-MNIST idx directory; empty means Debian's location.
-        templates: prompt template set for every zero-shot benchmark, or ``auto``: each benchmark's own set,
-            chosen on its validation classes (see ``eval.prompt_select``).
-        limit: at most this many test images per benchmark (evenly spaced), for quick runs; None = all.
-        probe_train_limit: training images per linear probe.
-        batch_size: images / texts per forward pass.
-        progress: show progress bars.
-    """
-
-    name: str = "demo"
-    emoji_root: str = "data/emoji"
-    fashion_mnist_dir: str = ""
-    templates: str = "openai"
-    limit: int | None = None
-    probe_train_limit: int = 5000
-    batch_size: int = 128
-    progress: bool = False
 
 
 @dataclass(frozen=True)
@@ -168,14 +143,16 @@ class SuiteResult:
     templates: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        """Nested metrics (``out["zeroshot"]["emoji_heldout"]["top1"]``) plus ``skipped``, ``seconds``, ``sources``
-        and ``templates`` (each zero-shot benchmark's prompt set and how it was chosen)."""
+        """Nested metrics (``out["zeroshot"]["emoji_heldout"]["top1"]``) plus ``skipped``, ``sources`` and
+        ``templates`` (each zero-shot benchmark's prompt set and how it was chosen).
+
+        Timings (``seconds``) are left out: the same model on the same data gives the same JSON, run after run.
+        """
         out: dict[str, Any] = {}
         for key, value in self.metrics.items():
             task, bench, metric = key.split(".", 2)
             out.setdefault(task, {}).setdefault(bench, {})[metric] = value
         out["skipped"] = dict(self.skipped)
-        out["seconds"] = dict(self.seconds)
         out["sources"] = dict(self.sources)
         out["templates"] = {k: dict(v) for k, v in self.templates.items()}
         return out

@@ -114,6 +114,34 @@ def class_embeddings(
     return F.normalize(emb, dim=-1)
 
 
+# How a model turns cosine similarities into class probabilities.
+SOFTMAX = "softmax"  # CLIP: softmax(scale * s) over the candidate classes (they compete; the sum is 1)
+SIGMOID = "sigmoid"  # SigLIP: sigmoid(scale * s + bias) per class (each is its own yes/no, Zhai et al. 2023)
+
+
+def probability_kind(model: torch.nn.Module) -> str:
+    """"sigmoid" for a model trained with a logit bias (SigLIP), else "softmax"."""
+    return SIGMOID if getattr(model, "logit_bias", None) is not None else SOFTMAX
+
+
+@torch.no_grad()
+def class_probabilities(scores: torch.Tensor, model: torch.nn.Module) -> torch.Tensor:
+    """Probabilities of the candidate classes as the model was trained to give them.
+
+    Args:
+        scores: (..., C) cosine similarities of images to class embeddings.
+        model: the CLIP model (its temperature and, for SigLIP, its logit bias).
+
+    Returns:
+        (..., C) float32: softmax(scale * s) over the classes, or sigmoid(scale * s + bias) per class.
+    """
+    scale = model.temperature().float()  # type: ignore[operator]
+    logits = scale * scores.float()
+    if probability_kind(model) == SIGMOID:
+        return torch.sigmoid(logits + model.logit_bias.float())  # type: ignore[union-attr]
+    return torch.softmax(logits, dim=-1)
+
+
 def rank_classes(image_features: torch.Tensor, class_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Cosine scores (N, C) and classes ranked best first (N, C), ties to the lower class index."""
     scores = image_features @ class_weights.T  # (N, C)

@@ -143,15 +143,15 @@ def embed_collection(
     from clipforge.index.manifest import read_embed_manifest
 
     if dtype not in ("float16", "float32"):
-        raise UserError(f"--dtype must be float16 or float32, got {dtype!r}")
+        raise UserError(f"dtype must be float16 or float32, got {dtype!r}")
     check_batching(batch_size, workers, max_pixels)
-    out = ensure_dir(out_dir, "--out")
+    out = ensure_dir(out_dir, "out")
     if (out / "embed.json").is_file():
         previous = read_embed_manifest(out)
         if previous.checkpoint.get("config_sha256") != fingerprint["config_sha256"]:
             raise UserError(
                 f"{out} holds embeddings from another checkpoint ({previous.checkpoint.get('path')})",
-                hint="embed into a new --out directory, or delete this one",
+                hint="embed into a new out= directory, or delete this one",
             )
     done = done_hashes(out)
     mine = list(collection.items[rank::world])
@@ -224,9 +224,9 @@ def embed_collection(
 def check_batching(batch_size: int, workers: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
     """Refuse a batch size below 1, a negative worker count or an empty pixel budget (before any work)."""
     if max_pixels < 1:
-        raise UserError(f"the pixel budget must be at least 1, got {max_pixels}", hint="e.g. --max-pixels 40000000")
+        raise UserError(f"the pixel budget must be at least 1, got {max_pixels}", hint="e.g. max_pixels=40000000")
     if batch_size < 1:
-        raise UserError(f"batch size must be at least 1, got {batch_size}", hint="e.g. --batch-size 64")
+        raise UserError(f"batch size must be at least 1, got {batch_size}", hint="e.g. batch_size=64")
     if workers < 0:
         raise UserError(f"workers must be 0 or more, got {workers}", hint="0 decodes in the main process")
 

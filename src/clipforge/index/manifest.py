@@ -3,7 +3,7 @@
 An embedding directory (written by ``clipforge embed``):
   embed.json         format, checkpoint {path, config_sha256}, source {root, kind}, dtype, dim, count, next_id
   metadata.parquet   one row per image: id, path, width, height, sha256, caption (row i <-> vector row i)
-  image_emb.npy      (N, D) L2-normalized image embeddings, float16 by default (--dtype float32 to keep all bits;
+  image_emb.npy      (N, D) L2-normalized image embeddings, float16 by default (dtype=float32 to keep all bits;
                      float16 changes cosine scores by ~1e-3, which does not change rankings in practice)
   text_emb.npy       (N, D) L2-normalized caption embeddings; all-zero rows where an image has no caption
   parts/             per-rank chunks of an unfinished run (merged into the files above when a run completes)
@@ -91,7 +91,7 @@ def read_embed_manifest(emb_dir: str | Path) -> EmbedManifest:
     if not path.is_file():
         raise UserError(
             f"{emb_dir} is not an embedding directory: {path} is missing",
-            hint="create one with 'clipforge embed CKPT SRC --out DIR' (an interrupted run resumes when re-run)",
+            hint="create one with 'clipforge embed CKPT SRC OUT_DIR' (an interrupted run resumes when re-run)",
         )
     try:
         raw = json.loads(path.read_text())

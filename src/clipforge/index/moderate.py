@@ -123,7 +123,7 @@ def calibrate(concept: str, scores: np.ndarray, labels: np.ndarray, precision: f
             best = (prec, float(t), rec)
     return Calibration(concept, None, best[0], best[2], pos, neg, False,
                        f"precision {precision:g} is unreachable on the labelled set (best {best[0]:.3f} "
-                       f"at threshold {best[1]:.4f}); add labelled examples or lower --precision")
+                       f"at threshold {best[1]:.4f}); add labelled examples or lower precision=")
 
 
 class Moderator:
@@ -132,11 +132,16 @@ class Moderator:
     Args:
         concepts: concepts with thresholds (a concept without one is scored but never flags).
         embed_texts: texts -> (N, D) unit vectors, from the same model as the image vectors.
+        probability: for a sigmoid-trained (SigLIP) model, (N, C) scores -> each concept's own probability
+            sigmoid(scale * score + bias), reported beside the score; None for softmax (CLIP) models, whose
+            probabilities only compare the concepts with each other. Flagging uses the score either way.
     """
 
-    def __init__(self, concepts: list[Concept], embed_texts: Callable[[list[str]], np.ndarray]) -> None:
+    def __init__(self, concepts: list[Concept], embed_texts: Callable[[list[str]], np.ndarray],
+                 probability: Callable[[np.ndarray], np.ndarray] | None = None) -> None:  # fmt: skip
         self.concepts = concepts
         self.vectors = concept_vectors(concepts, embed_texts)  # (C, D)
+        self.probability = probability
 
     def scores(self, images: np.ndarray) -> np.ndarray:
         """(N, C) cosine scores of (N, D) unit image vectors against every concept."""
@@ -145,12 +150,17 @@ class Moderator:
     def judge(self, image: np.ndarray) -> dict[str, Any]:
         """Verdict for one (D,) or (1, D) image vector: flagged, and per-concept score/threshold/flag."""
         row = self.scores(image.reshape(1, -1))[0]
+        probs = self.probability(row[None])[0] if self.probability is not None else None
         results = []
-        for concept, score in zip(self.concepts, row, strict=True):
+        for j, (concept, score) in enumerate(zip(self.concepts, row, strict=True)):
             flagged = concept.threshold is not None and float(score) >= concept.threshold
-            results.append({"concept": concept.name, "score": round(float(score), 6),
-                            "threshold": concept.threshold, "flagged": flagged})
-        return {"flagged": any(r["flagged"] for r in results), "concepts": results}
+            result = {"concept": concept.name, "score": round(float(score), 6), "threshold": concept.threshold,
+                      "flagged": flagged}  # fmt: skip
+            if probs is not None:
+                result["prob"] = round(float(probs[j]), 6)
+            results.append(result)
+        kind = "sigmoid" if probs is not None else "none"
+        return {"flagged": any(r["flagged"] for r in results), "probability": kind, "concepts": results}
 
 
 def with_thresholds(concepts: list[Concept], calibrations: dict[str, Calibration]) -> list[Concept]:

@@ -89,15 +89,31 @@ def moderate_collection(pipeline: Pipeline, checkpoint: str, src: str, concepts:
     else:
         paths, vectors, skipped = embed_in_memory(pipeline, open_source(src), **embed_opts)
     scores = Moderator(concepts, embed_texts).scores(vectors)  # (N, C)
+    probs = concept_probabilities(pipeline, scores)  # (N, C) for SigLIP models, else None
     rows = []
     for j, concept in enumerate(concepts):
         if concept.threshold is None:
             continue
         for i in np.flatnonzero(scores[:, j] >= concept.threshold):
-            rows.append({"path": paths[i], "concept": concept.name, "score": round(float(scores[i, j]), 6),
-                         "threshold": concept.threshold})
+            row = {"path": paths[i], "concept": concept.name, "score": round(float(scores[i, j]), 6),
+                   "threshold": concept.threshold}  # fmt: skip
+            if probs is not None:
+                row["prob"] = round(float(probs[i, j]), 6)
+            rows.append(row)
     rows.sort(key=lambda r: (-r["score"], r["path"]))
     return rows, len(paths), skipped
+
+
+def concept_probabilities(pipeline: Pipeline, scores: np.ndarray) -> np.ndarray | None:
+    """sigmoid(scale * score + bias) per image and concept for a SigLIP model; None for softmax CLIP models,
+    whose probabilities only rank concepts against each other and so say nothing about one concept alone."""
+    import torch
+
+    from clipforge.eval.zeroshot import SIGMOID, class_probabilities, probability_kind  # torch-side, deferred
+
+    if probability_kind(pipeline.model) != SIGMOID:
+        return None
+    return class_probabilities(torch.from_numpy(scores), pipeline.model).numpy()
 
 
 def write_report(out: Path, concepts: list[Concept], calibrations: dict[str, Calibration],
@@ -112,6 +128,8 @@ def write_report(out: Path, concepts: list[Concept], calibrations: dict[str, Cal
         "images": total,
         "skipped": skipped,
         "flagged_images": len({r["path"] for r in rows}),
+        # Flags follow the cosine score and its threshold; SigLIP models add each flag's sigmoid probability.
+        "probability": "sigmoid" if any("prob" in r for r in rows) else "none",
         "requested_precision": precision,
         "concepts": [{"name": c.name, "prompts": list(c.prompts), "threshold": c.threshold} for c in concepts],
         "calibration": {name: asdict(cal) for name, cal in calibrations.items()},
@@ -119,7 +137,8 @@ def write_report(out: Path, concepts: list[Concept], calibrations: dict[str, Cal
     }
     atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["path", "concept", "score", "threshold"])
+    fields = ["path", "concept", "score", "threshold"] + (["prob"] if any("prob" in r for r in rows) else [])
+    writer = csv.DictWriter(buf, fieldnames=fields)
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(out / "report.csv", buf.getvalue())

@@ -45,7 +45,7 @@ class Hit:
 
 @dataclass(frozen=True)
 class LabelScore:
-    """A zero-shot label with its cosine score and softmax probability over the given labels."""
+    """A zero-shot label with its cosine score and probability (see ``eval.zeroshot.class_probabilities``)."""
 
     label: str
     score: float
@@ -128,7 +128,23 @@ class Searcher:
             return F.normalize(model.encode_image(pixels).float(), dim=-1).cpu().numpy()
 
     def logit_scale(self) -> float:
-        return float(self.pipeline.model.logit_scale.detach().clamp(max=np.log(100.0)).exp())
+        return float(self.pipeline.model.temperature().detach())
+
+    def concept_probabilities(self, scores: np.ndarray) -> np.ndarray:
+        """(N, C) cosine scores -> sigmoid(scale * score + bias) per concept (sigmoid-trained models only)."""
+        import torch
+
+        from clipforge.eval.zeroshot import SIGMOID, class_probabilities  # deferred like this module's torch code
+
+        if self.probability_kind() != SIGMOID:
+            raise ValueError("per-concept probabilities need a sigmoid-trained (SigLIP) model")
+        return class_probabilities(torch.from_numpy(scores), self.pipeline.model).numpy()
+
+    def probability_kind(self) -> str:
+        """How ``classify`` turns scores into probabilities: "softmax" over the labels or "sigmoid" per label."""
+        from clipforge.eval.zeroshot import probability_kind  # torch-side code, deferred like this module's others
+
+        return probability_kind(self.pipeline.model)
 
     # --- queries -------------------------------------------------------------------------------------
     def search_vector(self, vector: np.ndarray, k: int) -> list[Hit]:
@@ -169,10 +185,12 @@ class Searcher:
         prompts = [t.format(label) for label in labels for t in LABEL_TEMPLATES]
         text = self.embed_texts(prompts).reshape(len(labels), len(LABEL_TEMPLATES), -1).mean(axis=1)  # (L, D)
         text /= np.linalg.norm(text, axis=1, keepdims=True)
+        import torch
+
+        from clipforge.eval.zeroshot import class_probabilities  # deferred like this module's other torch code
+
         scores = text @ self.embed_image(image)[0]  # (L,)
-        logits = self.logit_scale() * scores
-        probs = np.exp(logits - logits.max())
-        probs /= probs.sum()
+        probs = class_probabilities(torch.from_numpy(scores), self.pipeline.model).numpy()
         order = np.argsort(-scores)
         return [LabelScore(labels[i], float(scores[i]), float(probs[i])) for i in order]
 

@@ -63,9 +63,9 @@ def choose_params(n: int, dim: int, kind: str = "auto", quant: str = "none", nli
         nlist, m: overrides; m defaults to dim / 8 (64 bytes for 512-d), the usual PQ code size.
     """
     if kind not in ("auto", "flat", "ivf"):
-        raise UserError(f"--kind must be auto, flat or ivf, got {kind!r}")
+        raise UserError(f"kind must be auto, flat or ivf, got {kind!r}")
     if quant not in ("none", "sq8", "pq"):
-        raise UserError(f"--quant must be none, sq8 or pq, got {quant!r}")
+        raise UserError(f"quant must be none, sq8 or pq, got {quant!r}")
     if kind == "flat" or (kind == "auto" and n <= FLAT_MAX):
         return IndexParams("flat")
     # IVF: sqrt(n) balances probing lists against scanning them; x4 keeps lists ~250 long at 1M.
@@ -74,7 +74,7 @@ def choose_params(n: int, dim: int, kind: str = "auto", quant: str = "none", nli
     if quant == "pq":
         pq_m = m or max(1, dim // 8)
         if dim % pq_m:
-            raise UserError(f"--m {pq_m} must divide the embedding width {dim}")
+            raise UserError(f"m={pq_m} must divide the embedding width {dim}")
     return IndexParams("ivf", nlist=lists, nprobe=min(8, lists), quant=quant, m=pq_m)
 
 
@@ -246,7 +246,7 @@ def load_store(index_dir: str | Path) -> IndexStore:
     if not (path / INDEX_MANIFEST).is_file():
         raise UserError(
             f"{index_dir} is not an index directory: {path / INDEX_MANIFEST} is missing",
-            hint="build one with 'clipforge index EMB_DIR --out INDEX_DIR'",
+            hint="build one with 'clipforge index EMB_DIR INDEX_DIR'",
         )
     manifest = json.loads((path / INDEX_MANIFEST).read_text())
     index = faiss.read_index(str(path / INDEX_FILE))

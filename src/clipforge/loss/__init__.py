@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 LossFn = Callable[..., "torch.Tensor"]
 
 
-def build_loss(cfg: LossConfig, world: World) -> LossFn:
+def build_loss(cfg: LossConfig, world: World, has_logit_bias: bool = False) -> LossFn:
     """The loss function for ``cfg`` on this ``world`` (see the module docstring).
 
     Gradient scaling, per variant (DDP averages parameter gradients over the W ranks; each rank's loss is
@@ -46,14 +46,16 @@ def build_loss(cfg: LossConfig, world: World) -> LossFn:
     Args:
         cfg: which objective and how it is distributed.
         world: this process's place in the job (dist.env.init_distributed).
+        has_logit_bias: the model has a learnable logit bias; kind "auto" then means "sigmoid".
     Returns: ``loss_fn(out, teacher=None) -> scalar``.
     """
     from clipforge.errors import UserError
 
     if cfg.chunk_size < 0:
         raise UserError(f"loss.chunk_size must be >= 0, got {cfg.chunk_size}")
-    if cfg.kind not in ("contrastive", "sigmoid", "distill"):
-        raise UserError(f"unknown loss.kind {cfg.kind!r}", hint="use contrastive, sigmoid or distill")
+    if cfg.kind not in ("auto", "contrastive", "sigmoid", "distill"):
+        raise UserError(f"unknown loss.kind {cfg.kind!r}", hint="use auto, contrastive, sigmoid or distill")
+    kind = ("sigmoid" if has_logit_bias else "contrastive") if cfg.kind == "auto" else cfg.kind
     gather = ring = None
     if world.distributed:
         from clipforge.dist import gather as g
@@ -66,12 +68,12 @@ def build_loss(cfg: LossConfig, world: World) -> LossFn:
         ring = g.ring_blocks
     w = world.world_size
 
-    if cfg.kind == "sigmoid":
+    if kind == "sigmoid":
         from clipforge.loss.sigmoid import sigmoid_loss
 
         return lambda out, teacher=None: sigmoid_loss(out, ring, world_size=w)
 
-    if cfg.kind == "distill":
+    if kind == "distill":
         from clipforge.loss.distill import distill_loss
 
         def distill_fn(out: CLIPOutput, teacher: CLIPOutput | None = None) -> torch.Tensor:

@@ -11,8 +11,9 @@ class LossConfig:
     """Which objective a run trains with.
 
     Args:
-        kind: "contrastive" (CLIP's symmetric InfoNCE), "sigmoid" (SigLIP), or "distill" (contrastive plus
-            KL to a teacher's image-text similarity distribution).
+        kind: "contrastive" (CLIP's symmetric InfoNCE), "sigmoid" (SigLIP), "distill" (contrastive plus
+            KL to a teacher's image-text similarity distribution), or "auto": "sigmoid" for a model with a
+            learnable logit bias (the SigLIP family), else "contrastive".
         local_loss: each rank computes logits only for its own rows against all gathered columns
             (O(local x global) memory) instead of the full global matrix.
         gather_with_grad: all-gather features with gradients flowing back to their ranks.
@@ -26,7 +27,7 @@ class LossConfig:
             training data must be shards written by ``clipforge data reinforce``.
     """
 
-    kind: Literal["contrastive", "sigmoid", "distill"] = "contrastive"
+    kind: Literal["auto", "contrastive", "sigmoid", "distill"] = "auto"
     local_loss: bool = True
     gather_with_grad: bool = True
     chunk_size: int = 0

@@ -16,7 +16,8 @@ from clipforge.model.resnet import ModifiedResNet
 from clipforge.model.text import TextTransformer
 from clipforge.model.vit import VisionTransformer
 
-# CLIP paper, section 2.5: the temperature is clipped so logits are never scaled by more than 100.
+# CLIP paper, section 2.5: the temperature is clipped so logits are never scaled by more than 100
+# (CLIPConfig.max_logit_scale's default).
 MAX_LOGIT_SCALE = math.log(100.0)
 
 
@@ -34,7 +35,7 @@ class CLIPOutput(NamedTuple):
     logit_bias: torch.Tensor | None
 
 
-def build_vision(cfg: VisionConfig, embed_dim: int, quick_gelu: bool) -> nn.Module:
+def build_vision(cfg: VisionConfig, embed_dim: int) -> nn.Module:
     """The image tower ``cfg`` describes, projecting to ``embed_dim``."""
     if isinstance(cfg, ResNetConfig):
         return ModifiedResNet(cfg, embed_dim)
@@ -42,15 +43,15 @@ def build_vision(cfg: VisionConfig, embed_dim: int, quick_gelu: bool) -> nn.Modu
         return FastViT(cfg, embed_dim)
     if isinstance(cfg, ConvStemViTConfig):
         return ConvStemViT(cfg, embed_dim)
-    return VisionTransformer(cfg, embed_dim, quick_gelu)
+    return VisionTransformer(cfg, embed_dim)
 
 
 class CLIP(nn.Module):
     def __init__(self, cfg: CLIPConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.visual = build_vision(cfg.vision, cfg.embed_dim, cfg.quick_gelu)
-        self.text = TextTransformer(cfg.text, cfg.embed_dim, cfg.quick_gelu)
+        self.visual = build_vision(cfg.vision, cfg.embed_dim)
+        self.text = TextTransformer(cfg.text, cfg.embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(float(cfg.init_logit_scale)))
         self.logit_bias: nn.Parameter | None = None
         if cfg.init_logit_bias is not None:
@@ -67,8 +68,14 @@ class CLIP(nn.Module):
     def forward(self, pixels: torch.Tensor, token_ids: torch.Tensor) -> CLIPOutput:
         image = F.normalize(self.encode_image(pixels), dim=-1)
         text = F.normalize(self.encode_text(token_ids), dim=-1)
-        scale = self.logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()
-        return CLIPOutput(image, text, scale, self.logit_bias)
+        return CLIPOutput(image, text, self.temperature(), self.logit_bias)
+
+    def temperature(self) -> torch.Tensor:
+        """The scalar logits are multiplied by: exp of the log temperature, clamped at ``cfg.max_logit_scale``."""
+        log_scale = self.logit_scale
+        if self.cfg.max_logit_scale is not None:
+            log_scale = log_scale.clamp(max=self.cfg.max_logit_scale)
+        return log_scale.exp()
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute block activations in backward instead of storing them (less memory, ~30% more compute)."""
@@ -80,5 +87,5 @@ class CLIP(nn.Module):
 
     @torch.no_grad()
     def clamp_logit_scale(self) -> None:
-        """Keep the stored log-temperature within [0, ln 100]; the trainer calls this after each step."""
-        self.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
+        """Keep the stored log-temperature within [0, cfg.max_logit_scale]; the trainer calls this after each step."""
+        self.logit_scale.clamp_(0, self.cfg.max_logit_scale)

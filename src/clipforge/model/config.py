@@ -7,25 +7,80 @@ easy to compare; ``convert/`` maps foreign configs onto these.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+# The MLP of a transformer block. "gelu" is exact (erf) GELU, "gelu_tanh" its tanh approximation (SigLIP's
+# big_vision / Hugging Face weights), "quick_gelu" x * sigmoid(1.702 x) (OpenAI's weights), "swiglu" a gated
+# SiLU unit (Shazeer 2020) as EVA-02 uses it.
+Activation = Literal["gelu", "gelu_tanh", "quick_gelu", "swiglu"]
+# How a tower turns its tokens into one feature: "token" reads the class token (ViT) and "map" pools with
+# a learned probe (multihead attention pooling, Zhai et al. 2022); the text tower's "argmax" reads the
+# position of the highest id (OpenAI's end-of-text) and "last" the final position (SigLIP).
+ImagePool = Literal["token", "map"]
+TextPool = Literal["argmax", "last"]
+# The projection into the shared space: "plain" a bias-free matrix (OpenAI), "bias" a linear layer with
+# bias (timm heads, SigLIP's text head), "none" the tower's width already is the embedding (SigLIP's image).
+Projection = Literal["plain", "bias", "none"]
+
+
+@dataclass(frozen=True)
+class RopeConfig:
+    """2-D rotary position embedding over the patch grid (Su et al. 2021; axial form of EVA-02, Fang et al. 2023).
+
+    Each head's channels are split in two halves: the first rotates with one grid axis, the second with the
+    other, in interleaved pairs at frequencies ``temperature ** (-i / (head_width / 4))``.
+
+    Args:
+        ref_grid: grid side the positions are scaled to (EVA-02 fine-tunes at one grid, keeping the positions
+            of its pretraining grid); 0 = the model's own grid (no scaling).
+        offset: added to every grid index (Perception Encoder counts patches from 1, the class token being 0).
+        axes: "ij" rotates the first half with the row and the second with the column; "xy" the reverse.
+        temperature: base of the frequencies.
+    """
+
+    ref_grid: int = 0
+    offset: float = 0.0
+    axes: Literal["ij", "xy"] = "ij"
+    temperature: float = 10000.0
+
 
 @dataclass(frozen=True)
 class ViTConfig:
-    """Vision Transformer image tower (Dosovitskiy et al. 2021) as CLIP uses it.
+    """Vision Transformer image tower (Dosovitskiy et al. 2021) with the switches its CLIP descendants use.
+
+    OpenAI's CLIP is the defaults. SigLIP: patch_bias, no class token, norm_pre off, pool "map", proj "none".
+    EVA-02: patch_bias, rope, qkv_bias "qv", sub_ln, act "swiglu", proj "bias". Perception Encoder: rope,
+    pool "map", proj "bias".
 
     Args:
         kind: the tower family tag; a checkpoint's ``vision.kind`` says which config class to read.
-        image_size: input side in pixels (square).
+        image_size: input side in pixels (square). When it is not a multiple of patch_size the last
+            image_size % patch_size rows and columns are not seen (the strided patchify convolution skips them,
+            as in timm and Hugging Face: SigLIP So400m/14 at 384 px runs a 27 x 27 grid).
         patch_size: patch side in pixels.
         width: token width.
         layers: transformer depth.
         head_width: channels per attention head (heads = width // head_width).
-        mlp_ratio: hidden size of the MLP over the width.
+        mlp_ratio: hidden size of the MLP over the width (hidden = int(width * mlp_ratio), as timm rounds).
         ln_eps: LayerNorm epsilon.
         patch_dropout: fraction of patch tokens dropped while training (FLIP, Li et al. 2023); 0 = off.
+        act: the MLP (see ``Activation``).
+        class_token: prepend a learned class token.
+        pos_embed: add a learned position table (one row per token, class token included).
+        rope: rotary positions applied to queries and keys of the patch tokens; None = none.
+        patch_bias: the patchify convolution has a bias.
+        norm_pre: LayerNorm on the tokens before the first block.
+        qkv_bias: "qkv" biases on queries, keys and values; "qv" none on keys (EVA: a key bias cannot change
+            the softmax, so it is left out).
+        sub_ln: sub-LayerNorm (Wang et al. 2022, "Foundation Transformers") inside the attention before its
+            output projection and inside the MLP before its second layer.
+        pool: how the tokens become one feature (see ``ImagePool``); a final LayerNorm comes before it.
+        pool_heads: heads of the "map" pooling attention; 0 = the tower's heads.
+        pool_mlp_ratio: MLP ratio of the "map" pooling block; 0 = the tower's mlp_ratio.
+        proj: the projection to the embedding (see ``Projection``).
     """
 
     kind: Literal["vit"] = "vit"
@@ -37,6 +92,18 @@ class ViTConfig:
     mlp_ratio: float = 4.0
     ln_eps: float = 1e-5
     patch_dropout: float = 0.0
+    act: Activation = "gelu"
+    class_token: bool = True
+    pos_embed: bool = True
+    rope: RopeConfig | None = None
+    patch_bias: bool = False
+    norm_pre: bool = True
+    qkv_bias: Literal["qkv", "qv"] = "qkv"
+    sub_ln: bool = False
+    pool: ImagePool = "token"
+    pool_heads: int = 0
+    pool_mlp_ratio: float = 0.0
+    proj: Projection = "plain"
 
     @property
     def heads(self) -> int:
@@ -46,13 +113,26 @@ class ViTConfig:
     def grid_size(self) -> int:
         return self.image_size // self.patch_size
 
+    @property
+    def prefix_tokens(self) -> int:
+        """Tokens before the patches (the class token, if any)."""
+        return int(self.class_token)
+
     def __post_init__(self) -> None:
-        if self.image_size % self.patch_size:
-            raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+        if self.image_size < self.patch_size:
+            raise ValueError(f"image_size {self.image_size} is smaller than patch_size {self.patch_size}")
         if self.width % self.head_width:
             raise ValueError(f"width {self.width} is not a multiple of head_width {self.head_width}")
         if not 0.0 <= self.patch_dropout < 1.0:
             raise ValueError(f"patch_dropout must be in [0, 1), got {self.patch_dropout}")
+        if self.pool == "token" and not self.class_token:
+            raise ValueError("pool 'token' reads the class token: set class_token or use pool 'map'")
+        if self.pool == "map" and self.act == "swiglu":
+            raise ValueError("the 'map' pooling block has a GELU-family MLP; act 'swiglu' is not supported with it")
+        if self.pool == "map" and self.width % (self.pool_heads or self.heads):
+            raise ValueError(f"width {self.width} is not a multiple of pool_heads {self.pool_heads}")
+        if self.rope is not None and self.head_width % 4:
+            raise ValueError(f"rotary positions need head_width divisible by 4, got {self.head_width}")
 
 
 @dataclass(frozen=True)
@@ -190,15 +270,20 @@ VisionConfig = ViTConfig | ResNetConfig | FastViTConfig | ConvStemViTConfig
 
 @dataclass(frozen=True)
 class TextConfig:
-    """Text tower (causal transformer over BPE tokens).
+    """Text tower: a transformer over token ids (OpenAI's CLIP is the defaults; SigLIP: not causal, pool
+    "last", proj "bias", LayerNorm eps 1e-6).
 
     Args:
         context_length: tokens per text, including start and end of text.
-        vocab_size: embedding rows; the end-of-text token must be the highest id, since features are
-            taken at ``argmax(token_ids)`` as in OpenAI's CLIP.
+        vocab_size: embedding rows. With pool "argmax" the end-of-text token must be the highest id, since
+            features are taken at ``argmax(token_ids)`` as in OpenAI's CLIP.
         width: model width; heads: attention heads; layers: depth.
-        causal: causal self-attention (OpenAI CLIP); False lets every position attend to every other,
-            padding included, as MobileCLIP-S* and MobileCLIP2-S* text towers do.
+        mlp_ratio: hidden size of the MLP over the width.
+        ln_eps: LayerNorm epsilon.
+        act: the MLP (see ``Activation``).
+        causal: each position attends only to itself and earlier positions (OpenAI); SigLIP attends to all.
+        pool: which position's output is the text feature (see ``TextPool``).
+        proj: the projection to the embedding (see ``Projection``).
     """
 
     context_length: int = 77
@@ -208,7 +293,10 @@ class TextConfig:
     layers: int = 12
     mlp_ratio: float = 4.0
     ln_eps: float = 1e-5
+    act: Activation = "gelu"
     causal: bool = True
+    pool: TextPool = "argmax"
+    proj: Projection = "plain"
 
     def __post_init__(self) -> None:
         if self.width % self.heads:
@@ -221,14 +309,36 @@ class CLIPConfig:
 
     Args:
         embed_dim: size of the shared embedding space.
-        quick_gelu: x * sigmoid(1.702 x) instead of GELU; OpenAI's released weights were trained with it.
+        vision: the image tower (its ``kind`` picks the config class).
+        text: the text tower.
         init_logit_scale: initial log temperature; log(1/0.07) per the CLIP paper, log(10) for SigLIP.
         init_logit_bias: None for softmax CLIP; a float (SigLIP uses -10) adds a learnable logit bias.
+        max_logit_scale: the log temperature is clamped at this (CLIP paper, sec. 2.5: ln 100); None = never
+            clamped, as SigLIP's reference implementations do (released SigLIP weights sit above ln 100).
     """
 
     embed_dim: int = 512
     vision: VisionConfig = field(default_factory=ViTConfig)
     text: TextConfig = field(default_factory=TextConfig)
-    quick_gelu: bool = False
     init_logit_scale: float = math.log(1 / 0.07)
     init_logit_bias: float | None = None
+    max_logit_scale: float | None = math.log(100.0)
+
+    def __post_init__(self) -> None:
+        for name, tower in (("vision", self.vision), ("text", self.text)):
+            if getattr(tower, "proj", None) == "none" and tower.width != self.embed_dim:
+                raise ValueError(
+                    f"{name} proj 'none' needs the tower width ({tower.width}) to equal embed_dim ({self.embed_dim})"
+                )
+
+
+def with_activation(cfg: CLIPConfig, act: Activation) -> CLIPConfig:
+    """``cfg`` with ``act`` in every transformer MLP (e.g. "quick_gelu" for OpenAI-trained weights).
+
+    A ResNet image tower has no such MLP, and a gated (SwiGLU) MLP no elementwise activation to swap: those
+    towers are kept as they are.
+    """
+    vision = cfg.vision
+    if isinstance(vision, ViTConfig) and vision.act != "swiglu":
+        vision = dataclasses.replace(vision, act=act)
+    return dataclasses.replace(cfg, vision=vision, text=dataclasses.replace(cfg.text, act=act))

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from clipforge.model.config import ConvStemViTConfig
-from clipforge.model.layers import Transformer
+from clipforge.model.layers import BlockSpec, Transformer
 
 
 class ConvNormAct(nn.Module):
@@ -37,7 +37,7 @@ class ConvStemViT(nn.Module):
         self.stem = nn.Sequential(ConvNormAct(3, s, 4), ConvNormAct(s, s, 2), nn.Conv2d(s, w, 2, stride=2))
         self.class_embedding = nn.Parameter(torch.zeros(w))
         self.pos_embedding = nn.Parameter(torch.zeros(cfg.grid_size**2, w))
-        self.transformer = Transformer(w, cfg.layers, cfg.heads, cfg.mlp_ratio, False, cfg.ln_eps)
+        self.transformer = Transformer(BlockSpec(w, cfg.heads, cfg.mlp_ratio, "gelu", cfg.ln_eps), cfg.layers)
         self.norm = nn.LayerNorm(w, eps=cfg.ln_eps)
         self.proj = nn.Linear(w, embed_dim)
         self.init_weights()

@@ -171,7 +171,10 @@ def create_app(searcher: Searcher, moderator: Moderator | None = None, max_uploa
         if len(names) > 1000:
             raise HTTPException(400, "at most 1000 labels")
         pil = _read_upload(image, max_upload)
-        return {"labels": [s.to_json() for s in searcher.classify(pil, names)]}
+        # "probability" says how "prob" was computed: "softmax" over these labels (CLIP) or "sigmoid" per label
+        # (SigLIP: sigmoid(scale * score + bias), each label judged on its own).
+        labels = [s.to_json() for s in searcher.classify(pil, names)]
+        return {"labels": labels, "probability": searcher.probability_kind()}
 
     @app.post("/moderate")
     def moderate(image: UploadFile = File(...)) -> dict[str, Any]:

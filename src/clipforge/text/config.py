@@ -12,11 +12,19 @@ class TokenizerConfig:
 
     Args:
         kind: "openai" is the bundled 49,408-token OpenAI CLIP vocabulary; "file" is a vocabulary trained
-            by clipforge and stored as ``tokenizer.json`` in the checkpoint directory.
-        context_length: tokens per text (padded with 0, truncated keeping end-of-text last).
-        vocab_size: number of ids; the end-of-text id is ``vocab_size - 1``.
+            by clipforge and stored as ``tokenizer.json`` in the checkpoint directory; "hf" is an imported
+            Hugging Face ``tokenizers`` pipeline (SigLIP's SentencePiece-style vocabularies, ...) stored the same
+            way and run as transformers runs it: special tokens as its post-processor adds them, truncated to
+            and padded to ``context_length``.
+        context_length: tokens per text ("openai"/"file": padded with 0, truncated keeping end-of-text last).
+        vocab_size: the model's number of ids. "openai"/"file": the tokenizer's too, and end-of-text is
+            ``vocab_size - 1``; "hf": the tokenizer's ids must all be below it.
+        pad_id: the id padding positions hold (0 for "openai"/"file").
+        padding_side: where padding goes ("hf" pipelines may pad on the left; "openai"/"file" pad on the right).
     """
 
-    kind: Literal["openai", "file"] = "openai"
+    kind: Literal["openai", "file", "hf"] = "openai"
     context_length: int = 77
     vocab_size: int = 49408
+    pad_id: int = 0
+    padding_side: Literal["right", "left"] = "right"

@@ -33,6 +33,7 @@ from clipforge.errors import UserError
 from clipforge.text import bpe
 from clipforge.text.clean import clean_text
 from clipforge.text.config import TokenizerConfig
+from clipforge.text.hf_tokenizer import HFTokenizer
 
 OPENAI_VOCAB_FILE = "bpe_simple_vocab_16e6.txt.gz"
 DEFAULT_CONTEXT_LENGTH = 77
@@ -266,13 +267,23 @@ def openai_tokenizer(context_length: int = DEFAULT_CONTEXT_LENGTH) -> Tokenizer:
     return Tokenizer(Backend.from_str(_openai_backend_json()), context_length)
 
 
-def build_tokenizer(cfg: TokenizerConfig, ckpt_dir: Path | None = None) -> Tokenizer:
+def build_tokenizer(cfg: TokenizerConfig, ckpt_dir: Path | None = None) -> Tokenizer | HFTokenizer:
     """The tokenizer a checkpoint's config names.
 
     Args:
-        cfg: kind "openai" uses the bundled vocabulary; kind "file" loads ``ckpt_dir/tokenizer.json``.
-        ckpt_dir: the checkpoint directory (needed for kind "file").
+        cfg: kind "openai" uses the bundled vocabulary; kinds "file" and "hf" load ``ckpt_dir/tokenizer.json``.
+        ckpt_dir: the checkpoint directory (needed for kinds "file" and "hf").
     """
+    if cfg.kind == "hf":
+        if ckpt_dir is None:
+            raise UserError("tokenizer kind 'hf' needs the checkpoint directory that holds tokenizer.json")
+        hf = HFTokenizer.from_file(Path(ckpt_dir) / TOKENIZER_FILE, cfg.context_length, cfg.pad_id, cfg.padding_side)
+        if hf.vocab_size > cfg.vocab_size:
+            raise UserError(
+                f"tokenizer has {hf.vocab_size} ids but the model's vocab_size is {cfg.vocab_size}",
+                hint="the config and tokenizer.json of this checkpoint do not belong together",
+            )
+        return hf
     if cfg.kind == "openai":
         tokenizer = openai_tokenizer(cfg.context_length)
     elif cfg.kind == "file":
@@ -280,7 +291,7 @@ def build_tokenizer(cfg: TokenizerConfig, ckpt_dir: Path | None = None) -> Token
             raise UserError("tokenizer kind 'file' needs the checkpoint directory that holds tokenizer.json")
         tokenizer = Tokenizer.from_file(Path(ckpt_dir) / TOKENIZER_FILE, cfg.context_length)
     else:
-        raise UserError(f"unknown tokenizer kind {cfg.kind!r}", hint="use 'openai' or 'file'")
+        raise UserError(f"unknown tokenizer kind {cfg.kind!r}", hint="use 'openai', 'file' or 'hf'")
     if tokenizer.vocab_size != cfg.vocab_size:
         raise UserError(
             f"tokenizer has {tokenizer.vocab_size} ids but the config says vocab_size={cfg.vocab_size}",

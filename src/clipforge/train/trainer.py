@@ -116,7 +116,7 @@ class Trainer:
         self.model = CLIP(self.model_cfg).to(self.device)
         self.model.set_grad_checkpointing(cfg.grad_checkpointing)
         self.optimizer = build_optimizer(self.model, cfg.optim)
-        self.loss_fn = build_loss(cfg.loss, world)
+        self.loss_fn = build_loss(cfg.loss, world, has_logit_bias=self.model_cfg.init_logit_bias is not None)
         self.teacher = build_teacher(cfg, self.device)  # None unless distilling (train/teacher.py)
         self.loaders = loader_factory or default_loader_factory(cfg, self.tok.tokenize, self.preprocess, world,
                                                                 teacher_prep(self.teacher))

@@ -117,6 +117,20 @@ def write_resolved(cfg: Any, out_dir: str | Path, name: str = "config.yaml") -> 
     return path
 
 
+def require(cfg: Any, *keys: str, command: str = "") -> None:
+    """Raise a UserError naming the first of ``keys`` that ``cfg`` leaves empty (a path the run needs).
+
+    Args:
+        cfg: a config dataclass whose required fields default to "" (so that its defaults construct).
+        keys: the fields the run cannot do without, checked in order.
+        command: the CLI verb, for the hint (e.g. ``embed``).
+    """
+    for key in keys:
+        if not getattr(cfg, key):
+            where = f"clipforge {command} ... {key}=..." if command else f"{key}=..."
+            raise UserError(f"{key} is not set", hint=f"give it as {where} or in the config YAML")
+
+
 def load_resolved(cls: type[T], path: str | Path) -> T:
     """Read a config written by ``write_resolved`` (YAML) or as JSON back into ``cls``."""
     return from_dict(cls, _read_yaml(Path(path)), source=str(path))

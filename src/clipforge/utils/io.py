@@ -52,7 +52,7 @@ def ensure_dir(path: str | Path, what: str = "output") -> Path:
 
     Args:
         path: the directory.
-        what: how the user named it in messages (e.g. "--out").
+        what: how the user named it in messages (e.g. "out").
     """
     path = Path(path)
     blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)

@@ -101,6 +101,11 @@ async function classify(event) {
       return li;
     }));
     list.hidden = false;
+    const note = $("label-probability");
+    note.textContent = data.probability === "sigmoid"
+      ? "sigmoid probability per label (SigLIP): labels are judged independently"
+      : "softmax probability over these labels (CLIP)";
+    note.hidden = false;
   } catch (err) { showMessage(err.message); }
 }
 

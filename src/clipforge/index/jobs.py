@@ -1,0 +1,122 @@
+"""The jobs behind ``clipforge embed``, ``clipforge index`` and ``clipforge moderate``, one function each.
+
+    run_embed(EmbedConfig(checkpoint="ckpt", src="photos/", out="runs/emb"))
+    run_index(IndexConfig(embeddings="runs/emb", out="runs/idx"))
+    run_moderate(ModerateConfig(checkpoint="ckpt", src="uploads/", concepts="concepts.yaml", out="runs/mod"))
+
+Each writes its resolved config into its output directory next to the results (``index.config``), so the
+run can be repeated with ``--config OUT/<verb>_config.yaml``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch.distributed as dist
+
+from clipforge.data.sources import open_source
+from clipforge.dist.env import destroy_distributed, init_distributed
+from clipforge.index.build import BuildReport, build_store, read_embeddings, sync_store
+from clipforge.index.config import (
+    EMBED_CONFIG_FILE,
+    INDEX_CONFIG_FILE,
+    MODERATE_CONFIG_FILE,
+    EmbedConfig,
+    IndexConfig,
+    ModerateConfig,
+)
+from clipforge.index.embed import EmbedResult, embed_collection
+from clipforge.index.manifest import checkpoint_fingerprint
+from clipforge.index.moderate import Calibration, read_concepts
+from clipforge.index.moderate_run import calibrate_from_csv, moderate_collection, write_report
+from clipforge.index.search import Searcher
+from clipforge.index.store import IndexStore, load_store
+from clipforge.pipeline import load
+from clipforge.utils.configs import require, write_resolved
+
+
+def run_embed(cfg: EmbedConfig) -> tuple[EmbedResult, int]:
+    """Embed ``cfg.src`` into ``cfg.out``; under torchrun every rank embeds its share and rank 0 merges.
+
+    Returns:
+        This rank's result (its manifest is set on rank 0) and the rank.
+    """
+    require(cfg, "checkpoint", "src", "out", command="embed")
+    auto = cfg.device == "auto"
+    # Under torchrun this joins the process group (RANK/WORLD_SIZE/LOCAL_RANK); a plain run is rank 0 of 1.
+    world = init_distributed(None if auto else cfg.device.partition(":")[0])
+    # A single process honours an explicit "cuda:N"; under torchrun each rank uses its LOCAL_RANK device.
+    device = cfg.device if not auto and not world.distributed else world.device
+    try:
+        collection = open_source(cfg.src, cfg.image_column, cfg.caption_column)
+        pipeline = load(cfg.checkpoint, device=device)
+        result = embed_collection(
+            pipeline, collection, cfg.out, fingerprint=checkpoint_fingerprint(cfg.checkpoint), rank=world.rank,
+            world=world.world_size, batch_size=cfg.batch_size, workers=cfg.workers, dtype=cfg.dtype,
+            device=device, barrier=dist.barrier if world.distributed else None, max_pixels=cfg.max_pixels,
+        )  # fmt: skip
+    finally:
+        if world.distributed:
+            destroy_distributed()
+    if world.rank == 0:
+        write_resolved(cfg, cfg.out, EMBED_CONFIG_FILE)
+    return result, world.rank
+
+
+def run_index(cfg: IndexConfig) -> tuple[IndexStore, BuildReport]:
+    """Build an index of ``cfg.embeddings`` into ``cfg.out`` (replacing what was there)."""
+    require(cfg, "embeddings", "out", command="index")
+    store, report = build_store(
+        read_embeddings(cfg.embeddings), kind=cfg.kind, quant=cfg.quant, nlist=cfg.nlist, nprobe=cfg.nprobe,
+        m=cfg.m, target_recall=cfg.target_recall, recall_sample=cfg.recall_sample, seed=cfg.seed,
+    )  # fmt: skip
+    store.save(cfg.out)
+    write_resolved(cfg, cfg.out, INDEX_CONFIG_FILE)
+    return store, report
+
+
+def update_index(cfg: IndexConfig) -> tuple[IndexStore, int, int]:
+    """Bring the index in ``cfg.out`` up to date with ``cfg.embeddings``: (store, added, removed)."""
+    require(cfg, "embeddings", "out", command="index")
+    store = load_store(cfg.out)
+    added, removed = sync_store(store, read_embeddings(cfg.embeddings))
+    store.save(cfg.out)
+    return store, added, removed
+
+
+def delete_from_index(index_dir: str | Path, ids: list[int]) -> tuple[IndexStore, int]:
+    """Delete ``ids`` from the index in ``index_dir``: (store, how many were present)."""
+    store = load_store(index_dir)
+    removed = store.remove(ids)
+    store.save(index_dir)
+    return store, removed
+
+
+@dataclass
+class ModerateResult:
+    """What a moderation run found: flagged rows, images checked, skip counts, calibrations, concepts used."""
+
+    rows: list[dict[str, Any]]
+    total: int
+    skipped: dict[str, int]
+    calibrations: dict[str, Calibration] = field(default_factory=dict)
+    unthresholded: list[str] = field(default_factory=list)
+
+
+def run_moderate(cfg: ModerateConfig) -> ModerateResult:
+    """Calibrate thresholds on ``cfg.labelled`` (when given), score ``cfg.src``, write the report to ``cfg.out``."""
+    require(cfg, "checkpoint", "src", "concepts", "out", command="moderate")
+    concepts = read_concepts(cfg.concepts)
+    pipeline = load(cfg.checkpoint, device=cfg.device)
+    opts = {"batch_size": cfg.batch_size, "workers": cfg.workers, "device": cfg.device}
+    calibrations: dict[str, Calibration] = {}
+    if cfg.labelled:
+        concepts, calibrations = calibrate_from_csv(pipeline, concepts, Path(cfg.labelled), cfg.precision, **opts)
+    embed_texts = Searcher.text_embedder(pipeline)
+    rows, total, skipped = moderate_collection(pipeline, cfg.checkpoint, cfg.src, concepts, embed_texts, **opts)
+    write_report(Path(cfg.out), concepts, calibrations, rows, total, skipped, cfg.precision)
+    write_resolved(cfg, cfg.out, MODERATE_CONFIG_FILE)
+    missing = [c.name for c in concepts if c.threshold is None]
+    return ModerateResult(rows, total, skipped, calibrations, missing)
