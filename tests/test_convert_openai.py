@@ -168,6 +168,7 @@ def test_missing_unexpected_and_foreign_layouts(tmp_path):
 def test_key_maps_cover_every_registered_config():
     from clipforge.convert.common import model_shapes
     from clipforge.convert.hf import hf_rules
+    from clipforge.convert.mobileclip import is_mobileclip, mobileclip_rules
     from clipforge.model.registry import get_config, list_models
 
     for name in list_models():
@@ -177,7 +178,7 @@ def test_key_maps_cover_every_registered_config():
         ):
             continue  # SigLIP, EVA-02, PE: tests/test_convert_timm.py covers their key maps
         shapes = model_shapes(cfg)
-        ours = [r.ours for r in openai_rules(cfg)]
+        ours = [r.ours for r in (mobileclip_rules(cfg) if is_mobileclip(cfg.vision) else openai_rules(cfg))]
         assert sorted(ours) == sorted(shapes), name
         if isinstance(cfg.vision, ViTConfig):
             assert sorted(r.ours for r in hf_rules(cfg)) == sorted(shapes), name

@@ -13,7 +13,7 @@ import clipforge
 from clipforge.checkpoint import PipelineConfig, load_state_into, read_config, save_checkpoint
 from clipforge.errors import UserError
 from clipforge.model.clip import CLIP, CLIPOutput
-from clipforge.model.config import CLIPConfig, ResNetConfig
+from clipforge.model.config import CLIPConfig, ConvStemViTConfig, FastViTConfig, ResNetConfig
 from clipforge.model.registry import get_config, list_models
 from clipforge.utils.configs import from_dict, to_dict
 
@@ -29,6 +29,12 @@ def shrink(cfg: CLIPConfig) -> CLIPConfig:
     v = cfg.vision
     if isinstance(v, ResNetConfig):
         vision = dataclasses.replace(v, image_size=32, width=8, layers=tuple(min(b, 2) for b in v.layers))
+    elif isinstance(v, FastViTConfig):
+        n = len(v.layers)
+        vision = dataclasses.replace(v, image_size=64, layers=(1,) * n, widths=tuple(8 * 2**i for i in range(n)),
+                                     head_width=8)
+    elif isinstance(v, ConvStemViTConfig):
+        vision = dataclasses.replace(v, image_size=32, stem_width=8, layers=2, width=32, head_width=16)
     else:
         vision = dataclasses.replace(v, image_size=32, patch_size=8, layers=2, width=32, head_width=16)
     text = dataclasses.replace(cfg.text, context_length=12, vocab_size=TINY_VOCAB, width=32, heads=2, layers=2)
@@ -103,7 +109,7 @@ def test_logit_bias_config_gives_a_bias():
 
 
 @pytest.mark.parametrize("name", ["RN50-quickgelu", "ViT-B-32-quickgelu", "ViT-H-14-quickgelu", "ViT-B-16-SigLIP",
-                                  "EVA02-B-16", "PE-Core-B-16"])  # fmt: skip
+                                  "EVA02-B-16", "PE-Core-B-16", "MobileCLIP-S2", "MobileCLIP2-S3", "MobileCLIP-B"])  # fmt: skip
 def test_gradient_checkpointing_same_outputs_and_grads(name):
     cfg = shrink(get_config(name))
     torch.manual_seed(0)
@@ -191,7 +197,7 @@ def test_load_pipeline(tmp_path):
         assert torch.equal(pipe.model.state_dict()[key], value), key
 
 
-@pytest.mark.parametrize("name", ["RN50", "ViT-B-32"])
+@pytest.mark.parametrize("name", ["RN50", "ViT-B-32", "MobileCLIP-S2", "MobileCLIP-B"])
 def test_low_precision_model_takes_float32_pixels(name):
     """clipforge.load(dtype=torch.bfloat16) then encode_image(preprocess(img)): the towers cast the pixels."""
     cfg = shrink(get_config(name))

@@ -20,7 +20,8 @@ _REFERENCE = json.loads((Path(__file__).parent / "reference" / "fixtures" / "par
 _REGISTERED = {n for name in list_models() for n in (name, f"{name}-quickgelu")}
 # OpenCLIP's count for every registered name it also has (the file covers more OpenCLIP names than we register).
 COUNTS = {n: m["params"]["total"] for n, m in _REFERENCE["models"].items() if n in _REGISTERED}
-OWN_NAMES = {"tiny-vit", "tiny-resnet", "test-vit", "test-siglip", "test-eva02", "test-pe-core"}  # clipforge's small CPU configs; OpenCLIP has no such names
+OWN_NAMES = {"tiny-vit", "tiny-resnet", "test-vit", "test-siglip", "test-eva02", "test-pe-core", "tiny-mobileclip",
+             "test-mobileclip"}  # clipforge's small CPU configs; OpenCLIP has no such names
 
 
 def n_params(name: str) -> int:

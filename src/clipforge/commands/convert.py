@@ -31,13 +31,18 @@ def run(args: argparse.Namespace) -> int:
     from clipforge.checkpoint import save_checkpoint
     from clipforge.convert import import_weights
     from clipforge.convert.common import build_model
-    from clipforge.model.config import ViTConfig
+    from clipforge.model.config import ResNetConfig, ViTConfig
 
     imported = import_weights(args.source, args.src, args.config)
     model = build_model(imported)
     out = save_checkpoint(model, imported.config, args.out, tokenizer_json=imported.tokenizer_json)
     n = sum(v.numel() for v in imported.state.values() if v.is_floating_point())
     m = imported.config.model
-    tower = f"ViT-{m.vision.patch_size}" if isinstance(m.vision, ViTConfig) else f"ResNet{list(m.vision.layers)}"
+    if isinstance(m.vision, ViTConfig):
+        tower = f"ViT-{m.vision.patch_size}"
+    elif isinstance(m.vision, ResNetConfig):
+        tower = f"ResNet{list(m.vision.layers)}"
+    else:
+        tower = m.vision.kind
     print(f"wrote {out} ({tower}, image {m.vision.image_size}px, embed {m.embed_dim}, {n / 1e6:.1f}M parameters)")
     return 0

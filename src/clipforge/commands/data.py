@@ -5,6 +5,7 @@ examples:
   clipforge data shard photos/ shards/ --resize 256    # folder with .txt captions -> tar shards
   clipforge data shard pairs.parquet shards/ --shard-size 5000 --caption-column text
   clipforge data tuxpaint data/tuxpaint                # needs: apt-get install tuxpaint-stamps-default
+  clipforge data reinforce runs/teacher/final data/emoji/train.jsonl --out shards/rein --augmentations 5
 """
 
 from __future__ import annotations
@@ -50,6 +51,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     eds.add_argument("--size", type=int, default=64, help="image side in pixels (default 64, the files' own size)")
     eds.add_argument("--limit", type=int, default=None, help="only the first N images")
     eds.set_defaults(_data_run=_run_emoji_datasource)
+
+    rein = sub.add_parser("reinforce", help="store a teacher's embeddings of K augmentations per image in shards")
+    rein.add_argument("teacher", help="the teacher: a clipforge checkpoint directory")
+    rein.add_argument("src", help="folder of images with sidecar .txt captions, a table, or shards")
+    rein.add_argument("--out", required=True, help="output folder (shards, shards.json, reinforce.json); resumed")
+    rein.add_argument("--augmentations", type=int, required=True, help="random views stored per image (K)")
+    rein.add_argument("--crop-scale", type=float, nargs=2, default=(0.08, 1.0), metavar=("MIN", "MAX"),
+                      help="area range of the random resized crops (default 0.08 1.0)")
+    rein.add_argument("--silhouette", type=float, default=0.0, help="probability of the silhouette view (default 0)")
+    rein.add_argument("--seed", type=int, default=0, help="seeds every image's augmentations (default 0)")
+    rein.add_argument("--shard-size", type=int, default=1000, help="source items per shard (default 1000)")
+    rein.add_argument("--batch-size", type=int, default=64, help="images per teacher forward (default 64)")
+    rein.add_argument("--device", default="cpu", help="where the teacher runs (default cpu)")
+    rein.add_argument("--image-column", default="image", help="table column of image paths (default image)")
+    rein.add_argument("--caption-column", default="caption", help="table column of captions (default caption)")
+    rein.set_defaults(_data_run=_run_reinforce)
 
     tux = sub.add_parser("tuxpaint", help="Tux Paint stamps with sentence captions (apt tuxpaint-stamps-default)")
     tux.add_argument("out", help="output folder (same layout as 'clipforge data emoji')")
@@ -108,4 +125,16 @@ def _run_tuxpaint(args: argparse.Namespace) -> int:
     from clipforge.data.builders.tuxpaint import build_tuxpaint  # deferred: imports PIL and resvg
 
     _print_split_stats(build_tuxpaint(args.out, args.root, size=args.size, limit=args.limit, workers=args.workers))
+    return 0
+
+
+def _run_reinforce(args: argparse.Namespace) -> int:
+    from clipforge.data.reinforce import ReinforceSettings, reinforce  # deferred: imports torch and the teacher
+
+    settings = ReinforceSettings(args.augmentations, tuple(args.crop_scale), args.silhouette, args.seed,
+                                 args.shard_size)  # fmt: skip
+    result = reinforce(args.teacher, args.src, args.out, settings, image_column=args.image_column,
+                       caption_column=args.caption_column, batch_size=args.batch_size, device=args.device)  # fmt: skip
+    print(json.dumps({"written": result.written, "shards": result.shards, "skipped": result.skipped,
+                      "resumed_shards": result.resumed_shards}))  # fmt: skip
     return 0

@@ -61,5 +61,5 @@ def import_weights(kind: str, src: str | Path, config: str | None = None) -> Imp
     if kind == "openai":
         return import_openai(src, cfg)  # type: ignore[arg-type]
     if kind == "open_clip":
-        return import_open_clip(src, cfg)
+        return import_open_clip(src, cfg, name=config if cfg is not None and not isinstance(cfg, Path) else None)
     return import_hf(src, cfg)

@@ -78,7 +78,11 @@ def _encoder_rules(ours: str, theirs: str, layers: int) -> list[Rule]:
 def hf_rules(cfg: CLIPConfig) -> list[Rule]:
     """The key map between transformers' CLIPModel and ours (OpenAI-style ViT image towers only)."""
     if not isinstance(cfg.vision, ViTConfig):
-        raise UserError("Hugging Face CLIPModel has no ResNet image tower: only ViT models can be exported to it")
+        tower = type(cfg.vision).__name__.removesuffix("Config")
+        raise UserError(f"Hugging Face CLIPModel has only ViT image towers: a {tower} model cannot be exported to it")
+    if not cfg.text.causal:
+        raise UserError("Hugging Face CLIPModel's text tower is always causal: a model without the causal mask "
+                        "cannot be exported to it")
     if cfg.init_logit_bias is not None:
         raise UserError("Hugging Face CLIPModel has no logit bias (SigLIP-style models export as SiglipModel)")
     check_openai_layout(cfg)

@@ -9,7 +9,8 @@ timm's names (``convert/timm_vit.py``). OpenCLIP files carry no config: pass the
 
 OpenCLIP has many architecture switches; a config that sets one clipforge does not implement (layer scale,
 CoCa's attentional pooler, Hugging Face text towers, timm towers not in the table, ...) is refused with the
-option named, never imported approximately.
+option named, never imported approximately. MobileCLIP's timm towers (``fastvit_mci*``, ``vit_base_mci_224``)
+are mapped by ``convert/mobileclip.py``.
 """
 
 from __future__ import annotations
@@ -27,10 +28,18 @@ from clipforge.convert.common import (
     read_json_object,
     read_state_file,
 )
+from clipforge.convert.mobileclip import (
+    PREPROCESS,
+    TIMM_TOWERS,
+    is_mobileclip,
+    is_reparameterized_layout,
+    mobileclip_rules,
+    mobileclip_vision,
+)
 from clipforge.convert.openai import OPENAI_CONSTANTS, logit_rules, openai_style_difference, text_rules, vision_rules
 from clipforge.convert.timm_vit import timm_vit_rules, vision_from_timm
 from clipforge.errors import UserError
-from clipforge.model.config import CLIPConfig, ResNetConfig, TextConfig, VisionConfig, ViTConfig
+from clipforge.model.config import CLIPConfig, FastViTConfig, ResNetConfig, TextConfig, VisionConfig, ViTConfig
 from clipforge.model.registry import SIGLIP_LOGIT_SCALE
 
 # Options clipforge supports only at OpenCLIP's default value (falsy values like None, False, {} also pass).
@@ -125,6 +134,9 @@ def config_from_open_clip(
 
 def _vision(vc: dict[str, Any], quick_gelu: bool, source: str, timm_kwargs: dict[str, Any] | None) -> VisionConfig:
     where = f"{source}: vision_cfg"
+    if vc.get("timm_model_name") in TIMM_TOWERS:
+        return mobileclip_vision({k: v for k, v in vc.items() if k in TIMM_KNOWN}, _side(vc.get("image_size", 224),
+                                 where), where)  # fmt: skip
     if vc.get("timm_model_name"):
         # OpenCLIP reads only the timm options (and image_size) when it builds a timm tower.
         return vision_from_timm({k: v for k, v in vc.items() if k in TIMM_KNOWN}, where, timm_kwargs)
@@ -206,6 +218,8 @@ def open_clip_rules(cfg: CLIPConfig, custom_text: bool) -> list[Rule]:
         cfg: our model config.
         custom_text: OpenCLIP's CustomTextCLIP layout (text tower under ``text.``).
     """
+    if is_mobileclip(cfg.vision):
+        return mobileclip_rules(cfg)
     timm_tower = isinstance(cfg.vision, ViTConfig) and openai_style_difference(cfg.vision) is not None
     vision = timm_vit_rules(cfg.vision) if timm_tower else vision_rules(cfg)  # type: ignore[arg-type]
     if cfg.text.act == "swiglu":
@@ -218,13 +232,15 @@ def read_open_clip_config(path: str | Path) -> OpenCLIPSpec:
     return config_from_open_clip(read_json_object(path, "the OpenCLIP model config"), str(path))
 
 
-def import_open_clip(src: str | Path, config: CLIPConfig | str | Path | None) -> Imported:
+def import_open_clip(src: str | Path, config: CLIPConfig | str | Path | None, name: str | None = None) -> Imported:
     """Import an OpenCLIP checkpoint.
 
     Args:
         src: a state dict (.pt/.bin, optionally a training checkpoint with "state_dict" and "module." keys)
             or a .safetensors file.
         config: the OpenCLIP model-config JSON path, or our CLIPConfig (e.g. from the registry).
+        name: the OpenCLIP model name ``config`` came from, if any; it picks the preprocessing of the name's
+            pretrained weights where the config has none (MobileCLIP). A config file's name is its stem.
 
     Raises:
         UserError: without a config (OpenCLIP files do not carry one), or when the weights do not fit it.
@@ -238,9 +254,14 @@ def import_open_clip(src: str | Path, config: CLIPConfig | str | Path | None) ->
     if isinstance(config, CLIPConfig):  # a registry name: the key prefix says CLIP or CustomTextCLIP
         spec = OpenCLIPSpec(config, {}, "text.token_embedding.weight" in foreign)
     else:
-        spec = read_open_clip_config(config)
-    rules = open_clip_rules(spec.model, spec.custom_text)
+        spec, name = read_open_clip_config(config), name or Path(config).stem
+    model = spec.model
+    # A MobileCLIP file says by its key names which form (training branches or folded) its weights are in.
+    if isinstance(model.vision, FastViTConfig) and is_reparameterized_layout(foreign):
+        model = dataclasses.replace(model, vision=dataclasses.replace(model.vision, reparameterized=True))
+    rules = open_clip_rules(model, spec.custom_text)
     ignore = (*OPENAI_CONSTANTS, "attn_mask", "text.attn_mask")  # the causal mask is a constant, not a weight
-    state = import_state(foreign, rules, spec.model, str(src), ignore=ignore)
+    state = import_state(foreign, rules, model, str(src), ignore=ignore)
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    return Imported(state, pipeline_config(spec.model, **spec.preprocess))
+    preprocess = spec.preprocess or PREPROCESS.get(name or "", {})
+    return Imported(state, pipeline_config(model, **preprocess))

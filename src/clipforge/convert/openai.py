@@ -112,6 +112,9 @@ def check_openai_layout(cfg: CLIPConfig) -> None:
     Raises:
         UserError: naming the first switch that differs.
     """
+    if not isinstance(cfg.vision, (ViTConfig, ResNetConfig)):
+        raise UserError(f"vision.kind {cfg.vision.kind!r}: OpenAI's CLIP layout has no such tower",
+                        hint="MobileCLIP weights are OpenCLIP's: import them with --from open_clip")
     towers = [("text", cfg.text)] + ([("vision", cfg.vision)] if isinstance(cfg.vision, ViTConfig) else [])
     for name, tower in towers:
         difference = openai_style_difference(tower)

@@ -17,7 +17,9 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from clipforge.data.sources import Source, iter_shard
+from clipforge.data.teacher import REINFORCED_MEMBERS, ReinforcedError, TeacherInputs, TeacherPrep, read_reinforced
 from clipforge.data.transforms import BadImageError, ImageTooLarge, TrainTransform, load_image
+from clipforge.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +30,7 @@ class Batch:
     token_ids: torch.Tensor  # (B, L) int64
     indices: torch.Tensor  # (B,) int64 global sample indices (for tests of coverage and for debugging)
     skipped: dict[str, int] = field(default_factory=dict)  # samples of this batch left out, by reason
+    teacher: TeacherInputs | None = None  # distillation: the teacher's views or stored embeddings
 
 
 def seed_of(*parts: int) -> int:
@@ -72,6 +75,7 @@ class RawSample:
     captions: tuple[str, ...]
     name: str  # for messages
     caption_error: str | None = None  # why the captions could not be read (e.g. "caption_encoding")
+    extra: dict[str, bytes] = field(default_factory=dict)  # further shard members (reinforcement data)
 
 
 class _BatchMaker:
@@ -85,6 +89,7 @@ class _BatchMaker:
         epoch: int,
         caption_sampling: str,
         max_pixels: int,
+        teacher: TeacherPrep | None = None,
     ) -> None:
         self.tokenizer = tokenizer
         self.transform = transform
@@ -92,9 +97,11 @@ class _BatchMaker:
         self.epoch = epoch
         self.caption_sampling = caption_sampling
         self.max_pixels = max_pixels
+        self.teacher = teacher
 
     def __call__(self, samples: Sequence[RawSample]) -> Batch:
         pixels, texts, indices, skipped = [], [], [], {}
+        views, stored = [], []  # the teacher's views (online teacher), its stored embeddings (reinforced)
 
         def skip(reason: str) -> None:
             skipped[reason] = skipped.get(reason, 0) + 1
@@ -118,19 +125,49 @@ class _BatchMaker:
                 log.warning("skipping %s", exc)
                 skip("corrupt")
                 continue
+            try:
+                reinforced = read_reinforced(s.extra, len(s.captions))
+            except ReinforcedError as exc:
+                log.warning("skipping %s: %s", s.name, exc)
+                skip("bad_reinforcement")
+                continue
             gen = torch.Generator().manual_seed(seed_of(self.seed, self.epoch, s.index))
             pick = 0
             if self.caption_sampling == "random" and len(s.captions) > 1:
                 pick = int(torch.randint(len(s.captions), (1,), generator=gen))
+            if reinforced is None:
+                aug = self.transform.sample(img, gen)
+            else:  # one of the stored views, with the teacher's embeddings of it and of the caption
+                k = int(torch.randint(len(reinforced.augmentations), (1,), generator=gen))
+                aug = reinforced.augmentations[k]
+                stored.append((reinforced.image[k], reinforced.text[pick]))
             texts.append(s.captions[pick])
-            pixels.append(self.transform(img, gen))
+            pixels.append(self.transform.apply(img, aug))
+            if self.teacher is not None:
+                views.append((self.teacher.view(img, aug), s.captions[pick]))
             indices.append(s.index)
         size = self.transform.cfg.image_size
         if not texts:
             return Batch(
                 torch.empty(0, 3, size, size), self.tokenizer([""])[:0], torch.empty(0, dtype=torch.int64), skipped
             )
-        return Batch(torch.stack(pixels), self.tokenizer(texts), torch.tensor(indices, dtype=torch.int64), skipped)
+        batch = Batch(torch.stack(pixels), self.tokenizer(texts), torch.tensor(indices, dtype=torch.int64), skipped)
+        if views or stored:
+            batch.teacher = self._teacher_inputs(views, stored, len(texts))
+        return batch
+
+    def _teacher_inputs(self, views: list, stored: list, n: int) -> TeacherInputs:
+        inputs = TeacherInputs()
+        if views:
+            inputs.pixels = torch.stack([v for v, _ in views])  # (B, 3, h, w)
+            inputs.token_ids = self.teacher.tokenizer([t for _, t in views])  # (B, L')
+        if stored:
+            if len(stored) != n:  # a batch mixing plain and reinforced samples has no teacher row for some
+                raise UserError(f"{n - len(stored)} of {n} samples of a batch are not reinforced",
+                                hint="train on shards written by 'clipforge data reinforce' only")
+            inputs.image_features = torch.stack([i for i, _ in stored])  # (B, E)
+            inputs.text_features = torch.stack([t for _, t in stored])  # (B, E)
+        return inputs
 
 
 class TableBatches(Dataset):
@@ -221,13 +258,13 @@ class ShardBatches(IterableDataset):
 
     def _samples(self, role: int) -> Iterator[RawSample]:
         for url, offset, _count, shard_id in self.plan.roles[role]:
-            samples = iter_shard(url, self.caption_field)
+            samples = iter_shard(url, self.caption_field, REINFORCED_MEMBERS)
             items = list(enumerate(samples)) if self.plan.shuffle else enumerate(samples)
             if self.plan.shuffle:  # within-shard order, from (seed, epoch, shard): one shard in memory per worker
                 gen = torch.Generator().manual_seed(seed_of(self.make.seed, self.make.epoch, shard_id, 1))
                 items = [items[i] for i in torch.randperm(len(items), generator=gen).tolist()]
             for pos, s in items:
-                yield RawSample(offset + pos, s.image, s.captions, f"{Path(url).name}:{s.key}", s.caption_error)
+                yield RawSample(offset + pos, s.image, s.captions, f"{Path(url).name}:{s.key}", s.caption_error, s.extra)
 
     def __iter__(self) -> Iterator[Batch]:
         info = get_worker_info()

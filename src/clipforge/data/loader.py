@@ -7,6 +7,8 @@ Contract used by the trainer (train/) and the evaluators (eval/):
     for batch in loader:            # batch: Batch
         batch.pixels     # (B', 3, H, W) float32, B' <= B when bad samples were skipped
         batch.token_ids  # (B', context_length) int64
+        batch.teacher    # None, or distillation inputs: the teacher's views (build_loader(teacher=...)) or
+                         # its stored embeddings (shards written by `clipforge data reinforce`)
     loader.stats         # SkipStats: counts of skipped items by reason, for the per-epoch summary
 
 The order of an epoch is a pure function of (seed, epoch), so a resumed run that skips the first
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from clipforge.data.config import DataConfig, PreprocessConfig
+    from clipforge.data.teacher import TeacherPrep
     from clipforge.dist.env import World
 
 __all__ = ["Batch", "Loader", "SkipStats", "build_loader"]
@@ -98,6 +101,7 @@ def build_loader(
     epoch: int,
     seed: int,
     skip_batches: int = 0,
+    teacher: TeacherPrep | None = None,
 ) -> Loader:
     """Build this rank's loader for one epoch (see the module docstring). ``batch_size`` is per rank.
 
@@ -111,6 +115,8 @@ def build_loader(
             the first caption and the eval transform.
         epoch, seed: the epoch order and all per-sample randomness are functions of these.
         skip_batches: batches of this epoch already consumed (resume); the loader starts after them.
+        teacher: an online teacher's preprocessing and tokenizer: every batch then carries each sample's view
+            and caption prepared for the teacher too (``Batch.teacher``, see clipforge.data.teacher).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -122,7 +128,7 @@ def build_loader(
     )
     sampling = cfg.caption_sampling if train else "first"
     common = dict(tokenizer=tokenizer, transform=transform, seed=seed, epoch=epoch, caption_sampling=sampling,
-                  max_pixels=cfg.max_pixels)
+                  max_pixels=cfg.max_pixels, teacher=teacher)
     initial = SkipStats()
     if is_shard_spec(cfg.train):
         urls = expand_shards(cfg.train)

@@ -232,18 +232,20 @@ class ShardSample:
     image: bytes
     captions: tuple[str, ...]
     caption_error: str | None = None
+    extra: dict[str, bytes] = field(default_factory=dict, compare=False)  # members asked for by extension
 
 
 def _image_member(members: dict[str, tuple[str, bytes | None]]) -> str | None:
     return next((ext for ext in members if ext in _IMAGE_EXTS), None)
 
 
-def iter_shard(url: str, caption_field: str = "caption") -> Iterator[ShardSample]:
+def iter_shard(url: str, caption_field: str = "caption", extra: tuple[str, ...] = ()) -> Iterator[ShardSample]:
     """The samples of one shard that have an image member, in file order (images read into memory).
 
     Args:
         url: the tar file.
         caption_field: the json member's caption field (CAPTION_FALLBACKS when absent).
+        extra: extensions of further members to return in ``ShardSample.extra`` (e.g. reinforcement data).
     """
     without = 0
     for sample in tar_samples(url, lambda ext: True):
@@ -253,7 +255,8 @@ def iter_shard(url: str, caption_field: str = "caption") -> Iterator[ShardSample
             continue
         captions, error = _member_captions(sample.members, caption_field, f"{url}#{sample.key}")
         name, data = sample.members[ext]
-        yield ShardSample(sample.key, name, data or b"", captions, error)
+        more = {e: sample.members[e][1] or b"" for e in extra if e in sample.members}
+        yield ShardSample(sample.key, name, data or b"", captions, error, more)
     if without:
         log.info("%s: %d keys without an image member are not samples", url, without)
 

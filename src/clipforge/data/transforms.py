@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import io
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -235,12 +236,37 @@ def silhouette(img: Image.Image, level: float) -> Image.Image:
     return Image.fromarray(gray, mode="L").convert("RGB")
 
 
+@dataclass(frozen=True)
+class Augmentation:
+    """One random view of an image, so that it can be reproduced exactly (by a teacher, or from stored data).
+
+    Args:
+        box: the crop (left, top, right, bottom) in the decoded image's pixels, resized to the model's square;
+            None = the eval resize and centre crop.
+        silhouette: the level of the silhouette view (see ``silhouette``); None = the image itself.
+    """
+
+    box: tuple[int, int, int, int] | None = None
+    silhouette: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"box": list(self.box) if self.box is not None else None, "silhouette": self.silhouette}
+
+    @staticmethod
+    def from_json(data: dict[str, Any]) -> Augmentation:
+        box = data.get("box")
+        level = data.get("silhouette")
+        return Augmentation(tuple(int(v) for v in box) if box is not None else None,  # type: ignore[arg-type]
+                            float(level) if level is not None else None)
+
+
 class TrainTransform:
     """Train-time transform: random resized crop (optional), else the eval transform; optionally a
     silhouette view (see ``silhouette``) with probability ``silhouette_p``.
 
     Call as ``t(img, generator)``; the generator decides the crop, so seeding it from (seed, epoch, sample
-    index) makes every epoch reproducible for exact resume.
+    index) makes every epoch reproducible for exact resume. ``t(img, gen) == t.apply(img, t.sample(img, gen))``:
+    ``sample`` draws the view, ``apply`` renders any view at this transform's size and normalization.
     """
 
     def __init__(
@@ -259,22 +285,33 @@ class TrainTransform:
         self._eval = EvalTransform(cfg)
 
     def __call__(self, img: Image.Image, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.apply(img, self.sample(img, generator))
+
+    def sample(self, img: Image.Image, generator: torch.Generator | None = None) -> Augmentation:
+        """Draw a view of ``img`` (the crop from its size, then the silhouette); no draws without augmentation."""
         if not self.random_resized_crop and self.silhouette_p <= 0:
-            return self._eval(img)
+            return Augmentation()
         gen = generator if generator is not None else self.generator
         if gen is None:
             raise ValueError("random augmentation needs a torch.Generator (pass one for reproducible epochs)")
+        box = random_crop_box(img.width, img.height, self.crop_scale, gen) if self.random_resized_crop else None
+        level = None
+        if self.silhouette_p > 0:
+            draw, u = torch.rand(2, generator=gen, dtype=torch.float64).tolist()
+            if draw < self.silhouette_p:
+                level = 0.4 + 0.6 * u
+        return Augmentation(box, level)
+
+    def apply(self, img: Image.Image, aug: Augmentation) -> torch.Tensor:
+        """Render the view ``aug`` of ``img`` at this transform's size, filter and normalization: (3, size, size)."""
         cfg, size = self.cfg, self.cfg.image_size
         img = _to_rgb(img, cfg.fill_color)
-        if self.random_resized_crop:
-            box = random_crop_box(img.width, img.height, self.crop_scale, gen)
-            img = img.crop(box).resize((size, size), resample=_FILTERS[cfg.interpolation])
+        if aug.box is not None:
+            img = img.crop(aug.box).resize((size, size), resample=_FILTERS[cfg.interpolation])
         else:
             img = self._eval.resize_crop(img)
-        if self.silhouette_p > 0:
-            draw, level = torch.rand(2, generator=gen, dtype=torch.float64).tolist()
-            if draw < self.silhouette_p:
-                img = silhouette(img, 0.4 + 0.6 * level)
+        if aug.silhouette is not None:
+            img = silhouette(img, aug.silhouette)
         return to_tensor(img, cfg.mean, cfg.std)  # (3, size, size)
 
 

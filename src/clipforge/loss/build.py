@@ -77,7 +77,7 @@ def build_loss(cfg: LossConfig, world: World, has_logit_bias: bool = False) -> L
         def distill_fn(out: CLIPOutput, teacher: CLIPOutput | None = None) -> torch.Tensor:
             if teacher is None:
                 raise UserError("loss kind 'distill' needs the teacher's output for the batch",
-                                hint="pass teacher=TeacherFeatures(cfg.teacher_features).get(batch.indices)")
+                                hint="pass teacher=the teacher's CLIPOutput for the batch (train/teacher.py)")
             return distill_loss(out, teacher, gather, world_size=w, local_loss=cfg.local_loss,
                                 chunk_size=cfg.chunk_size, distill_weight=cfg.distill_weight,
                                 contrastive_weight=cfg.contrastive_weight)

@@ -22,6 +22,9 @@ class LossConfig:
         distill_weight: weight of the KL term for "distill"; teacher_features: a directory of precomputed
             teacher features (see loss/distill.py).
         contrastive_weight: weight of the student's own InfoNCE term for "distill".
+        teacher: for "distill", a clipforge checkpoint run online as a frozen teacher, with its own
+            preprocessing and tokenizer (train/teacher.py). Without it (and without teacher_features) the
+            training data must be shards written by ``clipforge data reinforce``.
     """
 
     kind: Literal["auto", "contrastive", "sigmoid", "distill"] = "auto"
@@ -31,3 +34,4 @@ class LossConfig:
     distill_weight: float = 1.0
     teacher_features: str | None = None
     contrastive_weight: float = 1.0
+    teacher: str | None = None

@@ -9,7 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clipforge.model.config import CLIPConfig, ResNetConfig
+from clipforge.model.config import CLIPConfig, ConvStemViTConfig, FastViTConfig, ResNetConfig, VisionConfig
+from clipforge.model.mobileclip import FastViT
+from clipforge.model.mobileclip_vit import ConvStemViT
 from clipforge.model.resnet import ModifiedResNet
 from clipforge.model.text import TextTransformer
 from clipforge.model.vit import VisionTransformer
@@ -33,14 +35,22 @@ class CLIPOutput(NamedTuple):
     logit_bias: torch.Tensor | None
 
 
+def build_vision(cfg: VisionConfig, embed_dim: int) -> nn.Module:
+    """The image tower ``cfg`` describes, projecting to ``embed_dim``."""
+    if isinstance(cfg, ResNetConfig):
+        return ModifiedResNet(cfg, embed_dim)
+    if isinstance(cfg, FastViTConfig):
+        return FastViT(cfg, embed_dim)
+    if isinstance(cfg, ConvStemViTConfig):
+        return ConvStemViT(cfg, embed_dim)
+    return VisionTransformer(cfg, embed_dim)
+
+
 class CLIP(nn.Module):
     def __init__(self, cfg: CLIPConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        if isinstance(cfg.vision, ResNetConfig):
-            self.visual: nn.Module = ModifiedResNet(cfg.vision, cfg.embed_dim)
-        else:
-            self.visual = VisionTransformer(cfg.vision, cfg.embed_dim)
+        self.visual = build_vision(cfg.vision, cfg.embed_dim)
         self.text = TextTransformer(cfg.text, cfg.embed_dim)
         self.logit_scale = nn.Parameter(torch.tensor(float(cfg.init_logit_scale)))
         self.logit_bias: nn.Parameter | None = None
@@ -69,7 +79,7 @@ class CLIP(nn.Module):
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute block activations in backward instead of storing them (less memory, ~30% more compute)."""
-        if isinstance(self.visual, ModifiedResNet):
+        if isinstance(self.visual, (ModifiedResNet, FastViT)):
             self.visual.grad_checkpointing = enable
         else:
             self.visual.transformer.grad_checkpointing = enable

@@ -167,8 +167,105 @@ class ResNetConfig:
             raise ValueError(f"ResNet pool width {self.width * 32} is not a multiple of head_width {self.head_width}")
 
 
+Mixer = Literal["repmixer", "attention"]
+# Total stride of MobileCLIP-B's conv stem (4 * 2 * 2): one token per 16x16 pixels, like ViT-B/16.
+CONVSTEM_STRIDE = 16
+
+
+@dataclass(frozen=True)
+class FastViTConfig:
+    """MobileCLIP's MCi image tower (Vasu et al. 2024): a FastViT (Vasu et al. 2023) with a projection head.
+
+    A MobileOne stem (stride 4), then stages of RepMixer blocks (depthwise-conv token mixing) and, at the
+    lowest resolutions, self-attention blocks; every stage after the first starts with a stride-2 large-kernel
+    downsampling, attention stages with a conditional positional encoding (a depthwise 7x7 conv). Convolutions
+    carry train-time parallel branches that ``model.mobileclip.reparameterize`` folds into single convolutions.
+
+    Args:
+        kind: the tower family tag (see ViTConfig.kind).
+        image_size: input side in pixels (square).
+        layers: blocks per stage.
+        widths: channels per stage.
+        mixers: token mixer per stage, "repmixer" or "attention".
+        se_downsample: per stage, squeeze-excitation in its downsampling (MCi0-2 use it in the last two).
+        mlp_ratio: hidden channels of the convolutional MLP over the stage width.
+        attn_norm: normalization before attention: "batch" (MCi0-2) or "layer" (channel LayerNorm, MCi3/4).
+        stem_scale_branch: the stem's 3x3 MobileOne convs have a parallel 1x1 branch (not in MCi3/4).
+        head_width: channels per attention head.
+        final_ratio: the last conv widens the final stage's channels by this factor before pooling.
+        reparameterized: the inference form: every train-time branch already folded into one conv.
+    """
+
+    kind: Literal["fastvit"] = "fastvit"
+    image_size: int = 256
+    layers: tuple[int, ...] = (2, 6, 10, 2)
+    widths: tuple[int, ...] = (64, 128, 256, 512)
+    mixers: tuple[Mixer, ...] = ("repmixer", "repmixer", "repmixer", "attention")
+    se_downsample: tuple[bool, ...] = (False, False, True, True)
+    mlp_ratio: float = 3.0
+    attn_norm: Literal["batch", "layer"] = "batch"
+    stem_scale_branch: bool = True
+    head_width: int = 32
+    final_ratio: int = 2
+    reparameterized: bool = False
+
+    def __post_init__(self) -> None:
+        n = len(self.layers)
+        if n < 1 or len(self.widths) != n or len(self.mixers) != n or len(self.se_downsample) != n:
+            raise ValueError(f"FastViT layers, widths, mixers and se_downsample need one entry per stage, got "
+                             f"{self.layers}, {self.widths}, {self.mixers}, {self.se_downsample}")
+        if min(self.layers) < 1:
+            raise ValueError(f"FastViT layers must be positive block counts, got {self.layers}")
+        for w, mixer in zip(self.widths, self.mixers, strict=True):
+            if mixer == "attention" and w % self.head_width:
+                raise ValueError(f"attention stage width {w} is not a multiple of head_width {self.head_width}")
+        for a, b in zip(self.widths, self.widths[1:], strict=False):
+            if b % a:  # the downsampling conv is grouped per input channel
+                raise ValueError(f"FastViT stage widths must each be a multiple of the previous, got {self.widths}")
+
+
+@dataclass(frozen=True)
+class ConvStemViTConfig:
+    """MobileCLIP-B's image tower: a ViT whose patches come from a 3-conv stem instead of one patchify conv.
+
+    Stem: conv 4x4/4 + BatchNorm + GELU, conv 2x2/2 + BatchNorm + GELU, conv 2x2/2 (with bias) to ``width``:
+    stride 16. The class token is concatenated after the learned positions are added (positions cover the
+    patches only); no LayerNorm before the blocks; LayerNorm after them; the class token is projected by a
+    Linear with bias.
+
+    Args:
+        kind: the tower family tag (see ViTConfig.kind).
+        image_size: input side in pixels (square, a multiple of 16).
+        stem_width: channels of the first two stem convs.
+        width, layers, head_width, mlp_ratio, ln_eps: the transformer (as ViTConfig).
+    """
+
+    kind: Literal["vit_convstem"] = "vit_convstem"
+    image_size: int = 224
+    stem_width: int = 192
+    width: int = 768
+    layers: int = 12
+    head_width: int = 64
+    mlp_ratio: float = 4.0
+    ln_eps: float = 1e-6
+
+    @property
+    def heads(self) -> int:
+        return self.width // self.head_width
+
+    @property
+    def grid_size(self) -> int:
+        return self.image_size // CONVSTEM_STRIDE
+
+    def __post_init__(self) -> None:
+        if self.image_size % CONVSTEM_STRIDE:
+            raise ValueError(f"image_size {self.image_size} is not a multiple of the stem stride {CONVSTEM_STRIDE}")
+        if self.width % self.head_width:
+            raise ValueError(f"width {self.width} is not a multiple of head_width {self.head_width}")
+
+
 # Every image-tower config; a union member is chosen by the ``kind`` key when a config is read.
-VisionConfig = ViTConfig | ResNetConfig
+VisionConfig = ViTConfig | ResNetConfig | FastViTConfig | ConvStemViTConfig
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from clipforge.errors import UserError
 from clipforge.model.config import (
     Activation,
     CLIPConfig,
+    ConvStemViTConfig,
+    FastViTConfig,
     ResNetConfig,
     RopeConfig,
     TextConfig,
@@ -44,6 +46,28 @@ def _rn(embed: int, image: int, blocks: tuple[int, int, int, int], width: int, t
 
 def _text(width: int, heads: int, layers: int = 12, context: int = 77) -> TextConfig:
     return TextConfig(width=width, heads=heads, layers=layers, context_length=context)
+
+
+# MobileCLIP's MCi image towers (timm's fastvit_mci0..4). MCi0-2: 4 stages, mlp ratio 3, squeeze-excitation in
+# the last two downsamplings; MCi3/4: 5 stages, mlp ratio 4, channel LayerNorm before attention, no stem scale branch.
+_MCI_SMALL = dict(mixers=("repmixer",) * 3 + ("attention",), se_downsample=(False, False, True, True), mlp_ratio=3.0)
+_MCI_LARGE = dict(mixers=("repmixer",) * 3 + ("attention",) * 2, se_downsample=(False,) * 5, mlp_ratio=4.0,
+                  attn_norm="layer", stem_scale_branch=False)
+MCI: dict[str, FastViTConfig] = {
+    "mci0": FastViTConfig(layers=(2, 6, 10, 2), widths=(64, 128, 256, 512), **_MCI_SMALL),
+    "mci1": FastViTConfig(layers=(4, 12, 20, 4), widths=(64, 128, 256, 512), **_MCI_SMALL),
+    "mci2": FastViTConfig(layers=(4, 12, 24, 4), widths=(80, 160, 320, 640), **_MCI_SMALL),
+    "mci3": FastViTConfig(layers=(2, 12, 24, 4, 2), widths=(96, 192, 384, 768, 1536), **_MCI_LARGE),
+    "mci4": FastViTConfig(layers=(2, 12, 24, 4, 4), widths=(128, 256, 512, 1024, 2048), **_MCI_LARGE),
+}
+# MobileCLIP-B's tower: ViT-B/16 widths behind a conv stem of 768 // 4 channels.
+MCI_VIT_B = ConvStemViTConfig(image_size=224, stem_width=192, width=768, layers=12, head_width=64)
+
+
+def _mobileclip(tower: str, embed: int, text_width: int, text_heads: int) -> CLIPConfig:
+    """MobileCLIP-S* / MobileCLIP2-S*: an MCi tower at 256 px and a text transformer without causal mask."""
+    text = TextConfig(width=text_width, heads=text_heads, causal=False)
+    return CLIPConfig(embed_dim=embed, vision=MCI[tower], text=text)
 
 
 def _siglip(
@@ -165,6 +189,15 @@ _CONFIGS: dict[str, CLIPConfig] = {
     "ViT-bigG-14": _vit(1280, 224, 48, 1664, 14, _text(1280, 20, 32), head_width=104, mlp_ratio=4.9231),
     **_SIGLIP,
     **_EVA_PE,
+    # MobileCLIP (Vasu et al. 2024) and MobileCLIP2 (Faghri et al. 2025), as OpenCLIP names them.
+    "MobileCLIP-S1": _mobileclip("mci1", 512, 512, 8),
+    "MobileCLIP-S2": _mobileclip("mci2", 512, 512, 8),
+    "MobileCLIP-B": CLIPConfig(embed_dim=512, vision=MCI_VIT_B, text=_text(512, 8)),
+    "MobileCLIP2-S0": _mobileclip("mci0", 512, 512, 8),
+    "MobileCLIP2-S2": _mobileclip("mci2", 512, 512, 8),
+    "MobileCLIP2-S3": _mobileclip("mci3", 768, 768, 12),
+    "MobileCLIP2-S4": _mobileclip("mci4", 768, 768, 12),
+    "MobileCLIP2-B": CLIPConfig(embed_dim=512, vision=MCI_VIT_B, text=_text(512, 8)),
     # Small configs for CPU training and tests. Text vocab is the OpenAI one unless a run trains its own.
     "tiny-vit": CLIPConfig(
         embed_dim=128,
@@ -175,6 +208,17 @@ _CONFIGS: dict[str, CLIPConfig] = {
         embed_dim=128,
         vision=ResNetConfig(image_size=64, layers=(1, 1, 1, 1), width=32),
         text=TextConfig(context_length=32, width=128, heads=4, layers=4),
+    ),
+    # An MCi-style student for CPU distillation runs: the MobileCLIP-S layout at tiny widths.
+    "tiny-mobileclip": CLIPConfig(
+        embed_dim=128,
+        vision=FastViTConfig(image_size=64, layers=(1, 1, 2, 1), widths=(16, 32, 64, 128), **_MCI_SMALL),
+        text=TextConfig(context_length=32, width=128, heads=4, layers=4),
+    ),
+    "test-mobileclip": CLIPConfig(
+        embed_dim=16,
+        vision=FastViTConfig(image_size=32, layers=(1, 1, 1, 1), widths=(8, 16, 32, 32), **_MCI_SMALL),
+        text=TextConfig(context_length=16, width=32, heads=2, layers=2, causal=False),
     ),
     "test-vit": CLIPConfig(
         embed_dim=16,

@@ -74,7 +74,7 @@ class AttentionPool2d(nn.Module):
 
 
 @contextlib.contextmanager
-def _frozen_batchnorm_stats(module: nn.Module) -> Iterator[None]:
+def frozen_batchnorm_stats(module: nn.Module) -> Iterator[None]:
     """Keep BatchNorm running statistics unchanged while a checkpointed stage is recomputed in backward.
 
     Without this, every training step under gradient checkpointing would update them twice. Momentum 0
@@ -143,7 +143,7 @@ class ModifiedResNet(nn.Module):
                     stage,
                     x,
                     use_reentrant=False,
-                    context_fn=lambda s=stage: (contextlib.nullcontext(), _frozen_batchnorm_stats(s)),
+                    context_fn=lambda s=stage: (contextlib.nullcontext(), frozen_batchnorm_stats(s)),
                 )
             else:
                 x = stage(x)

@@ -69,7 +69,7 @@ def flops_per_sample(cfg: CLIPConfig) -> float:
     """Training FLOPs (forward + backward) for one image-text pair under ``cfg``."""
     vision = _vit_flops(cfg.vision, cfg.embed_dim) if isinstance(cfg.vision, ViTConfig) else _counted_flops(cfg)
     t = cfg.text
-    text = _transformer_flops(t.context_length, t.width, t.layers, t.mlp_ratio, True) + 2 * t.width * cfg.embed_dim
+    text = _transformer_flops(t.context_length, t.width, t.layers, t.mlp_ratio, t.causal) + 2 * t.width * cfg.embed_dim
     return 3.0 * (vision + text)
 
 

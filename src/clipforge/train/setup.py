@@ -21,6 +21,7 @@ from clipforge.train.config import TrainConfig, resolve_model
 from clipforge.utils.io import atomic_write_text
 
 if TYPE_CHECKING:
+    from clipforge.data.teacher import TeacherPrep
     from clipforge.dist.env import World
     from clipforge.model.config import CLIPConfig
 
@@ -81,9 +82,16 @@ def model_config(cfg: TrainConfig, tokenizer: TokenizerConfig | None = None) -> 
 
 
 def default_loader_factory(
-    cfg: TrainConfig, tokenize: Callable[[list[str]], torch.Tensor], preprocess: Any, world: World
+    cfg: TrainConfig,
+    tokenize: Callable[[list[str]], torch.Tensor],
+    preprocess: Any,
+    world: World,
+    teacher: TeacherPrep | None = None,
 ) -> LoaderFactory:
-    """Loaders from ``clipforge.data.loader.build_loader`` for this rank's share of the global batch."""
+    """Loaders from ``clipforge.data.loader.build_loader`` for this rank's share of the global batch.
+
+    ``teacher``: an online teacher's preprocessing and tokenizer, prepared by the loader for every sample.
+    """
     per_rank = cfg.batch_size // world.world_size
 
     def factory(epoch: int, skip_batches: int) -> EpochLoader:
@@ -97,6 +105,7 @@ def default_loader_factory(
             epoch=epoch,
             seed=cfg.seed,
             skip_batches=skip_batches,
+            teacher=teacher,
         )
 
     return factory

@@ -30,7 +30,6 @@ from clipforge.dist.env import World, init_distributed
 from clipforge.dist.sync import all_gather_object, all_reduce_mean, barrier
 from clipforge.errors import UserError
 from clipforge.loss.build import build_loss
-from clipforge.loss.distill import TeacherFeatures
 from clipforge.model.clip import CLIP
 from clipforge.pipeline import Pipeline
 from clipforge.train import state as train_state
@@ -41,6 +40,7 @@ from clipforge.train.progress import Meter, Reporter
 from clipforge.train.schedule import lr_at, set_lr
 from clipforge.train.setup import LoaderFactory, default_loader_factory, model_config, pick_device, setup_tokenizer
 from clipforge.train.task import forward_backward
+from clipforge.train.teacher import build_teacher, teacher_prep
 from clipforge.utils.configs import to_dict, write_resolved
 from clipforge.utils.rng import capture_rng, isolated_rng, restore_rng
 
@@ -97,12 +97,6 @@ class Trainer:
     ) -> None:
         if cfg.batch_size % world.world_size:
             raise UserError(f"batch_size={cfg.batch_size} is not divisible by the {world.world_size} ranks")
-        self.teacher = None
-        if cfg.loss.kind == "distill":
-            if not cfg.loss.teacher_features:
-                raise UserError("loss.kind=distill needs loss.teacher_features (a directory of teacher features)",
-                                hint="write them with clipforge.loss.distill.precompute_teacher_features")
-            self.teacher = TeacherFeatures(cfg.loss.teacher_features)
         self.cfg, self.world, self.eval_fn, self.on_step = cfg, world, eval_fn, on_step
         self.run_dir = Path(cfg.run_dir)
         self.device = world.device
@@ -122,7 +116,9 @@ class Trainer:
         self.model.set_grad_checkpointing(cfg.grad_checkpointing)
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.loss_fn = build_loss(cfg.loss, world, has_logit_bias=self.model_cfg.init_logit_bias is not None)
-        self.loaders = loader_factory or default_loader_factory(cfg, self.tok.tokenize, self.preprocess, world)
+        self.teacher = build_teacher(cfg, self.device)  # None unless distilling (train/teacher.py)
+        self.loaders = loader_factory or default_loader_factory(cfg, self.tok.tokenize, self.preprocess, world,
+                                                                teacher_prep(self.teacher))
         self.step, self.epoch, self.batches_in_epoch = 0, 0, 0
         self.bad_in_row, self.skipped = 0, 0
         self._rng_to_restore: dict[str, Any] | None = None
@@ -237,7 +233,7 @@ class Trainer:
         token_ids = batch.token_ids.to(self.device, non_blocking=True)
         set_lr(self.optimizer, lr_at(self.step, base_lr=cfg.optim.lr, warmup_steps=cfg.optim.warmup_steps,
                                      total_steps=total, min_lr=cfg.optim.min_lr))
-        teacher = self.teacher.get(batch.indices, self.device) if self.teacher is not None else None
+        teacher = self.teacher(batch, self.device) if self.teacher is not None else None
         out = forward_backward(train_model, self.loss_fn, pixels, token_ids, accum_freq=cfg.accum_freq,
                                accum_mode=cfg.accum_mode, precision=cfg.precision, teacher=teacher)
         loss = all_reduce_mean(out.loss, self.world)
