@@ -31,9 +31,9 @@ from pathlib import Path
 import torch
 
 import clipforge
-from clipforge.data.reinforce import ReinforceSettings, reinforce
 from clipforge.eval.suite import SuiteConfig, run_suite
 from clipforge.train.config import load_train_config
+from clipforge.train.reinforce import ReinforceSettings, reinforce
 from clipforge.train.trainer import run_training
 from clipforge.utils.io import atomic_write_text
 

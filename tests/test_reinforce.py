@@ -14,7 +14,6 @@ from train_support import tiny_config, write_png_pairs
 from clipforge.checkpoint import PipelineConfig, save_checkpoint
 from clipforge.data.config import DataConfig, PreprocessConfig
 from clipforge.data.loader import build_loader
-from clipforge.data.reinforce import MANIFEST_FILE, ReinforceSettings, read_manifest, reinforce
 from clipforge.dist.env import World
 from clipforge.errors import UserError
 from clipforge.loss.config import LossConfig
@@ -23,6 +22,7 @@ from clipforge.model.registry import get_config
 from clipforge.text.config import TokenizerConfig
 from clipforge.text.tokenizer import build_tokenizer
 from clipforge.train.config import CheckpointConfig
+from clipforge.train.reinforce import MANIFEST_FILE, ReinforceSettings, read_manifest, reinforce
 from clipforge.train.teacher import OnlineTeacher, StoredTeacher
 from clipforge.train.trainer import run_training
 

@@ -129,7 +129,7 @@ def _run_tuxpaint(args: argparse.Namespace) -> int:
 
 
 def _run_reinforce(args: argparse.Namespace) -> int:
-    from clipforge.data.reinforce import ReinforceSettings, reinforce  # deferred: imports torch and the teacher
+    from clipforge.train.reinforce import ReinforceSettings, reinforce  # deferred: imports torch and the teacher
 
     settings = ReinforceSettings(args.augmentations, tuple(args.crop_scale), args.silhouette, args.seed,
                                  args.shard_size)  # fmt: skip

@@ -4,7 +4,7 @@ Online distillation (``TeacherPrep``): the loader renders each sample's augmenta
 teacher's own preprocessing (size, filter, normalization) and tokenizes the caption with the teacher's own
 tokenizer, so the teacher sees exactly the crop the student sees.
 
-Reinforced shards (``clipforge data reinforce``, data/reinforce.py): every sample carries K augmentations and
+Reinforced shards (``clipforge data reinforce``, train/reinforce.py): every sample carries K augmentations and
 the teacher's normalized embeddings for each of them and for each caption. The loader picks one augmentation
 per sample and epoch (from the sample's generator), renders it for the student and attaches the teacher's
 stored image embedding of that augmentation and text embedding of the chosen caption; no teacher runs.
@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import torch
 from PIL import Image
+from safetensors import SafetensorError
+from safetensors.torch import load, save
 
 from clipforge.data.config import PreprocessConfig
 from clipforge.data.transforms import Augmentation, TrainTransform
@@ -84,8 +86,6 @@ def read_reinforced(members: Mapping[str, bytes], n_captions: int) -> Reinforced
     """
     if AUG_MEMBER not in members and EMBED_MEMBER not in members:
         return None
-    from safetensors import SafetensorError
-    from safetensors.torch import load
 
     try:
         augs = tuple(Augmentation.from_json(a) for a in json.loads(members[AUG_MEMBER])["augmentations"])
@@ -101,8 +101,6 @@ def read_reinforced(members: Mapping[str, bytes], n_captions: int) -> Reinforced
 
 def encode_reinforced(augs: list[Augmentation], image: torch.Tensor, text: torch.Tensor) -> dict[str, bytes]:
     """The shard members holding one sample's augmentations and teacher embeddings (inverse of read_reinforced)."""
-    from safetensors.torch import save
-
     payload = {"image": image.float().contiguous(), "text": text.float().contiguous()}
     return {AUG_MEMBER: json.dumps({"augmentations": [a.to_json() for a in augs]}).encode(),
             EMBED_MEMBER: save(payload)}  # fmt: skip

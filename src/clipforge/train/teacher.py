@@ -22,12 +22,16 @@ from typing import TYPE_CHECKING, Protocol
 
 import torch
 
+from clipforge.data.teacher import TeacherInputs, TeacherPrep
 from clipforge.errors import UserError
+from clipforge.loss.distill import TeacherFeatures
 from clipforge.model.clip import CLIPOutput
+from clipforge.pipeline import load
+from clipforge.train.reinforce import read_manifest
+from clipforge.train.task import autocast_context
 
 if TYPE_CHECKING:
     from clipforge.data.datasets import Batch
-    from clipforge.data.teacher import TeacherInputs, TeacherPrep
     from clipforge.train.config import TrainConfig
 
 
@@ -54,9 +58,6 @@ class OnlineTeacher:
     """
 
     def __init__(self, path: str | Path, device: torch.device, precision: str = "fp32") -> None:
-        from clipforge.data.teacher import TeacherPrep
-        from clipforge.pipeline import load
-
         pipe = load(path, device=device)
         self.model = pipe.model.eval().requires_grad_(False)
         self.config = pipe.config
@@ -65,8 +66,6 @@ class OnlineTeacher:
 
     @torch.no_grad()
     def __call__(self, batch: Batch, device: torch.device) -> CLIPOutput:
-        from clipforge.train.task import autocast_context
-
         inputs = _inputs(batch, "pixels")
         with autocast_context(self.device, self.precision):
             out = self.model(inputs.pixels.to(self.device), inputs.token_ids.to(self.device))
@@ -96,8 +95,6 @@ class IndexedTeacher:
     """Teacher features precomputed per sample index (clipforge.loss.distill.TeacherFeatures)."""
 
     def __init__(self, path: str | Path) -> None:
-        from clipforge.loss.distill import TeacherFeatures
-
         self.store = TeacherFeatures(path)
 
     def __call__(self, batch: Batch, device: torch.device) -> CLIPOutput:
@@ -110,8 +107,6 @@ def build_teacher(cfg: TrainConfig, device: torch.device) -> Teacher | None:
     Raises:
         UserError: a distill run with no teacher source, or with both a checkpoint and precomputed features.
     """
-    from clipforge.data.reinforce import read_manifest
-
     loss = cfg.loss
     if loss.kind != "distill":
         if loss.teacher or loss.teacher_features:

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from clipforge.checkpoint import WEIGHTS_FILE
 from clipforge.data.datasets import seed_of
 from clipforge.data.shards import INDEX_FILE
 from clipforge.data.skips import SkipStats
@@ -44,6 +45,7 @@ from clipforge.data.sources import Item, Source, expand_shards, is_shard_spec, o
 from clipforge.data.teacher import EMBED_MEMBER, TeacherPrep, encode_reinforced
 from clipforge.data.transforms import Augmentation, BadImageError, ImageTooLarge, TrainTransform, load_image
 from clipforge.errors import UserError
+from clipforge.pipeline import load
 from clipforge.utils.io import atomic_path, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -259,9 +261,6 @@ def reinforce(
         device: where the teacher runs.
         on_shard: called as ``on_shard(done, total)`` after each shard (tests stop a run part-way with it).
     """
-    from clipforge.checkpoint import WEIGHTS_FILE
-    from clipforge.pipeline import load
-
     if not (Path(teacher) / WEIGHTS_FILE).is_file():
         raise UserError(f"{teacher}: not a clipforge checkpoint directory (no {WEIGHTS_FILE})",
                         hint="train or convert the teacher first; its folder holds config.json and model.safetensors")
