@@ -84,7 +84,7 @@ def collect(seeds: list[int], root: Path, name: str) -> dict:
 
 
 def _markdown(s: dict) -> str:
-    pct = lambda x: f"{100 * x:.1f}%"  # noqa: E731
+    pct = lambda x: f"{100 * x:.1f}%"
     lines = [f"# The demo over seeds {', '.join(map(str, s['seeds']))} (`benchmarks/demo_seeds.py`)", "",
              "| | " + " | ".join(f"seed {p['seed']}" for p in s["per_seed"]) + " | mean ± std | target |",
              "|---|" + "---|" * (len(s["per_seed"]) + 2)]  # fmt: skip

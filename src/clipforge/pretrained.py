@@ -73,13 +73,13 @@ def _from_hub(repo: str, network: bool, hub_cache_dir: str | Path | None) -> Pat
     kwargs = {"repo_id": repo, "cache_dir": hub_cache_dir, "local_files_only": not network}
     try:
         config = Path(hf_hub_download(filename=REQUIRED_FILES[0], **kwargs))
-    except Exception as exc:  # noqa: BLE001 - offline, not cached, no such repo: all mean "not available"
+    except Exception as exc:  # offline, not cached, no such repo: all mean "not available"
         log.debug("hub lookup of %s failed: %s", repo, exc)
         return None
     for name in WEIGHT_FILES:
         try:
             hf_hub_download(filename=name, **kwargs)
-        except Exception:  # noqa: BLE001 - try the next weight file name
+        except Exception:  # try the next weight file name
             continue
         for extra in OPTIONAL_FILES:
             with contextlib.suppress(Exception):  # optional file

@@ -13,9 +13,6 @@ examples:
 from __future__ import annotations
 
 import argparse
-import logging
-
-log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,22 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # Deferred with the work: these import torch, which `clipforge --help` must not wait for.
-    from clipforge.checkpoint import save_checkpoint
-    from clipforge.convert import import_weights
-    from clipforge.convert.common import build_model
-    from clipforge.model.config import ResNetConfig, ViTConfig
+    from clipforge.convert import convert_checkpoint  # deferred: imports torch (`clipforge --help` must not)
 
-    imported = import_weights(args.source, args.src, args.config)
-    model = build_model(imported)
-    out = save_checkpoint(model, imported.config, args.out, tokenizer_json=imported.tokenizer_json)
-    n = sum(v.numel() for v in imported.state.values() if v.is_floating_point())
-    m = imported.config.model
-    if isinstance(m.vision, ViTConfig):
-        tower = f"ViT-{m.vision.patch_size}"
-    elif isinstance(m.vision, ResNetConfig):
-        tower = f"ResNet{list(m.vision.layers)}"
-    else:
-        tower = m.vision.kind
-    print(f"wrote {out} ({tower}, image {m.vision.image_size}px, embed {m.embed_dim}, {n / 1e6:.1f}M parameters)")
+    done = convert_checkpoint(args.source, args.src, args.out, args.config)
+    print(f"wrote {done.path} ({done.summary})")
     return 0

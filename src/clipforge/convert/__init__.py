@@ -1,23 +1,27 @@
 """Foreign CLIP weights ⇄ clipforge checkpoints. Foreign parameter names live only in this package.
 
 ``import_weights(kind, src, config)`` dispatches to ``openai``, ``open_clip`` or ``hf``; each returns our
-state dict and the PipelineConfig to save with it (``common.Imported``).
+state dict and the PipelineConfig to save with it (``common.Imported``). ``convert_checkpoint`` is the job
+behind ``clipforge convert``: import, then write a checkpoint directory.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from clipforge.checkpoint import save_checkpoint
+from clipforge.convert.common import build_model
 from clipforge.convert.hf import import_hf
 from clipforge.convert.open_clip import import_open_clip
 from clipforge.convert.openai import import_openai
 from clipforge.errors import UserError
+from clipforge.model.config import CLIPConfig, ResNetConfig, ViTConfig
 from clipforge.model.registry import get_config
 
 if TYPE_CHECKING:
     from clipforge.convert.common import Imported
-    from clipforge.model.config import CLIPConfig
 
 SOURCES = ("openai", "open_clip", "hf")
 
@@ -63,3 +67,26 @@ def import_weights(kind: str, src: str | Path, config: str | None = None) -> Imp
     if kind == "open_clip":
         return import_open_clip(src, cfg, name=config if cfg is not None and not isinstance(cfg, Path) else None)
     return import_hf(src, cfg)
+
+
+@dataclass(frozen=True)
+class Converted:
+    """What ``convert_checkpoint`` wrote: the checkpoint directory and a one-line description of the model."""
+
+    path: Path
+    summary: str
+
+
+def convert_checkpoint(kind: str, src: str | Path, out: str | Path, config: str | None = None) -> Converted:
+    """Import foreign weights (see ``import_weights``) and save them as a clipforge checkpoint in ``out``."""
+    imported = import_weights(kind, src, config)
+    path = save_checkpoint(build_model(imported), imported.config, out, tokenizer_json=imported.tokenizer_json)
+    n = sum(v.numel() for v in imported.state.values() if v.is_floating_point())
+    m = imported.config.model
+    if isinstance(m.vision, ViTConfig):
+        tower = f"ViT-{m.vision.patch_size}"
+    elif isinstance(m.vision, ResNetConfig):
+        tower = f"ResNet{list(m.vision.layers)}"
+    else:
+        tower = m.vision.kind
+    return Converted(path, f"{tower}, image {m.vision.image_size}px, embed {m.embed_dim}, {n / 1e6:.1f}M parameters")

@@ -255,11 +255,11 @@ def read_state_file(path: str | Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         try:
             return load_file(str(path))
-        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+        except Exception as exc:  # safetensors raises its own error types
             raise UserError(f"{path}: not a readable safetensors file: {exc}") from exc
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - pickle errors come in many types
+    except Exception as exc:  # pickle errors come in many types
         raise UserError(
             f"{path}: not a readable PyTorch state dict: {exc}",
             hint="only plain state dicts (or TorchScript archives for --from openai) can be imported",

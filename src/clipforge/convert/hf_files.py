@@ -65,7 +65,7 @@ def _transformers_backend(folder: Path) -> tuple[Backend, int, str] | None:
         return None
     try:
         tok = AutoTokenizer.from_pretrained(str(folder))
-    except Exception as exc:  # noqa: BLE001 - transformers raises many error types for unreadable folders
+    except Exception as exc:  # transformers raises many error types for unreadable folders
         raise UserError(f"{folder}: transformers cannot load this tokenizer: {exc}") from exc
     backend = getattr(tok, "backend_tokenizer", None)
     if backend is None:

@@ -77,7 +77,7 @@ class _ItemDataset(torch.utils.data.Dataset):
             return {"item": item, "status": "too_large", "error": str(exc).split("\n")[0]}
         except UserError as exc:
             return {"item": item, "status": "corrupt", "error": str(exc)}
-        except Exception as exc:  # noqa: BLE001 - a broken file must not stop a million-image run
+        except Exception as exc:  # a broken file must not stop a million-image run
             return {"item": item, "status": "corrupt", "error": f"{type(exc).__name__}: {exc}"}
         return {"item": item, "status": "ok", "pixels": pixels, "size": image.size, "sha256": digest}
 

@@ -1,8 +1,9 @@
-"""The jobs behind ``clipforge embed``, ``clipforge index`` and ``clipforge moderate``, one function each.
+"""The jobs behind ``clipforge embed``, ``index``, ``moderate`` and ``search``, one function each.
 
     run_embed(EmbedConfig(checkpoint="ckpt", src="photos/", out="runs/emb"))
     run_index(IndexConfig(embeddings="runs/emb", out="runs/idx"))
     run_moderate(ModerateConfig(checkpoint="ckpt", src="uploads/", concepts="concepts.yaml", out="runs/mod"))
+    run_search("runs/idx", text="a red car", k=5)
 
 Each writes its resolved config into its output directory next to the results (``index.config``), so the
 run can be repeated with ``--config OUT/<verb>_config.yaml``.
@@ -17,7 +18,9 @@ from typing import Any
 import torch.distributed as dist
 
 from clipforge.data.sources import open_source
+from clipforge.data.transforms import load_image
 from clipforge.dist.env import destroy_distributed, init_distributed
+from clipforge.errors import UserError
 from clipforge.index.build import BuildReport, build_store, read_embeddings, sync_store
 from clipforge.index.config import (
     EMBED_CONFIG_FILE,
@@ -31,7 +34,7 @@ from clipforge.index.embed import EmbedResult, embed_collection
 from clipforge.index.manifest import checkpoint_fingerprint
 from clipforge.index.moderate import Calibration, read_concepts
 from clipforge.index.moderate_run import calibrate_from_csv, moderate_collection, write_report
-from clipforge.index.search import Searcher
+from clipforge.index.search import Searcher, check_k
 from clipforge.index.store import IndexStore, load_store
 from clipforge.pipeline import load
 from clipforge.utils.configs import require, write_resolved
@@ -120,3 +123,42 @@ def run_moderate(cfg: ModerateConfig) -> ModerateResult:
     write_resolved(cfg, cfg.out, MODERATE_CONFIG_FILE)
     missing = [c.name for c in concepts if c.threshold is None]
     return ModerateResult(rows, total, skipped, calibrations, missing)
+
+
+def run_search(index_dir: str | Path, text: str | None = None, image: str | Path | None = None,
+               labels: list[str] | None = None, captions_from: str | Path | None = None, k: int = 10,
+               device: str = "cpu") -> list[dict[str, Any]]:  # fmt: skip
+    """One query against the index in ``index_dir``; returns the results as JSON rows, best first.
+
+    Args:
+        text: a text query: find matching images.
+        image: an image file: find similar images, or rank ``labels`` or the captions of ``captions_from``.
+        labels: image->text: rank these texts.
+        captions_from: image->text: rank the captions of this index (built with the same model).
+        k: results to return (1..100).
+        device: where the query model runs.
+    """
+    check_k(k)
+    if (text is None) == (image is None):
+        raise UserError("give either a text or an image query")
+    if (labels or captions_from) and image is None:
+        raise UserError("--labels and --captions-from rank texts for an --image query")
+    searcher = Searcher.open(index_dir, device=device)
+    if text is not None:
+        return [h.to_json() for h in searcher.text_to_image(text, k)]
+    path = Path(image)  # type: ignore[arg-type]
+    if not path.is_file():
+        raise UserError(f"{path}: no such image file")
+    picture = load_image(path.read_bytes(), str(path))
+    if labels:
+        return [s.to_json() for s in searcher.classify(picture, labels)[:k]]
+    if captions_from:
+        if Path(captions_from).resolve() != Path(index_dir).resolve():
+            other = load_store(captions_from)
+            if other.manifest["checkpoint"].get("config_sha256") != searcher.store.manifest["checkpoint"].get(
+                "config_sha256"
+            ):
+                raise UserError(f"{captions_from} was built with another model than {index_dir}")
+            searcher = Searcher(other, searcher.pipeline)
+        return [h.to_json() for h in searcher.image_to_captions(picture, k)]
+    return [h.to_json() for h in searcher.image_to_image(picture, k)]

@@ -27,7 +27,6 @@ IMAGE_EMB_FILE = "image_emb.npy"
 TEXT_EMB_FILE = "text_emb.npy"
 PARTS_DIR = "parts"
 FORMAT_VERSION = 1
-META_COLUMNS = ("id", "path", "width", "height", "sha256", "caption")
 
 
 def checkpoint_fingerprint(ckpt_dir: str | Path) -> dict[str, str]:

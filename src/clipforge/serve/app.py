@@ -76,7 +76,7 @@ def _read_upload(upload: UploadFile, limit: int) -> Any:
         return load_image(data, upload.filename or "upload")
     except UserError as exc:
         raise HTTPException(400, f"not an image: {exc}") from exc
-    except Exception as exc:  # noqa: BLE001 - any decoder failure is the upload's fault
+    except Exception as exc:  # any decoder failure is the upload's fault
         raise HTTPException(400, "not an image: the file could not be decoded") from exc
 
 

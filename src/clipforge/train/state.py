@@ -78,5 +78,5 @@ def load_train_state(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint written by ``save_train_state`` onto the CPU."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user problem
+    except Exception as exc:  # any unreadable file is the same user problem
         raise UserError(f"cannot read checkpoint {path}: {exc}") from exc
