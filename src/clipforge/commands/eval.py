@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import argparse
 
-from clipforge.commands.config_args import add_config_arguments, print_config, resolve_args
+from clipforge.commands.config_args import add_config_arguments, add_precision_argument, print_config, resolve_args
 from clipforge.eval.config import EvalConfig
 
 POSITIONALS = ("checkpoint",)
@@ -43,6 +43,7 @@ RETIRED = {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, POSITIONALS)
+    add_precision_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:

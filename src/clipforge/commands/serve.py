@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 
+from clipforge.commands.config_args import PRECISION_HELP, PRECISIONS
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", required=True, help="index directory from 'clipforge index'")
@@ -20,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     parser.add_argument("--concepts", default=None, help="concepts YAML with thresholds, for POST /moderate")
     parser.add_argument("--device", default="cpu", help="where the query model runs (default cpu)")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help=PRECISION_HELP)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
 
     from clipforge.serve.app import app_for_index
 
-    app = app_for_index(args.index, args.concepts, args.device)
+    app = app_for_index(args.index, args.concepts, args.device, args.precision)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         Console().print(f"[yellow]listening on {args.host}: reachable from other machines, without auth[/yellow]")
     Console().print(f"serving {args.index} at http://{args.host}:{args.port}/")

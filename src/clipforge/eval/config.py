@@ -64,6 +64,7 @@ class EvalConfig:
             ./eval-results when the checkpoint is a pretrained name).
         run_dir: a training run directory whose metrics.jsonl and config go into the report; empty for none.
         report: also write report.html (results.json is always written).
+        precision: the model's arithmetic: fp32, bf16, int8 (CPU) or auto (see clipforge.precision).
     """
 
     checkpoint: str = ""
@@ -75,3 +76,4 @@ class EvalConfig:
     out_dir: str = ""
     run_dir: str = ""
     report: bool = True
+    precision: Literal["fp32", "bf16", "int8", "auto"] = "fp32"

@@ -91,12 +91,12 @@ def run_eval(cfg: EvalConfig, pipeline: Pipeline | None = None) -> suite.SuiteRe
     chosen = benchmarks(cfg)
     start = time.perf_counter()
     if pipeline is None:
-        pipeline = load(cfg.checkpoint, device=cfg.device)
+        pipeline = load(cfg.checkpoint, device=cfg.device, precision=cfg.precision)
     load_seconds = time.perf_counter() - start
     out = out_dir(cfg)
     result = evaluate_and_report(
         pipeline, settings, out, benchmarks=chosen, checkpoint=cfg.checkpoint, run_dir=cfg.run_dir or None,
-        html=cfg.report, extra_meta={"device": cfg.device}, timings={"model load seconds": round(load_seconds, 2)},
+        html=cfg.report, extra_meta={"device": cfg.device, "precision": pipeline.precision}, timings={"model load seconds": round(load_seconds, 2)},
     )  # fmt: skip
     write_resolved(cfg, out, EVAL_CONFIG_FILE)
     return result

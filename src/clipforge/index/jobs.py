@@ -54,7 +54,7 @@ def run_embed(cfg: EmbedConfig) -> tuple[EmbedResult, int]:
     device = cfg.device if not auto and not world.distributed else world.device
     try:
         collection = open_source(cfg.src, cfg.image_column, cfg.caption_column)
-        pipeline = load(cfg.checkpoint, device=device)
+        pipeline = load(cfg.checkpoint, device=device, precision=cfg.precision)
         result = embed_collection(
             pipeline, collection, cfg.out, fingerprint=checkpoint_fingerprint(cfg.checkpoint), rank=world.rank,
             world=world.world_size, batch_size=cfg.batch_size, workers=cfg.workers, dtype=cfg.dtype,
@@ -127,7 +127,7 @@ def run_moderate(cfg: ModerateConfig) -> ModerateResult:
 
 def run_search(index_dir: str | Path, text: str | None = None, image: str | Path | None = None,
                labels: list[str] | None = None, captions_from: str | Path | None = None, k: int = 10,
-               device: str = "cpu") -> list[dict[str, Any]]:  # fmt: skip
+               device: str = "cpu", precision: str = "fp32") -> list[dict[str, Any]]:  # fmt: skip
     """One query against the index in ``index_dir``; returns the results as JSON rows, best first.
 
     Args:
@@ -137,13 +137,14 @@ def run_search(index_dir: str | Path, text: str | None = None, image: str | Path
         captions_from: image->text: rank the captions of this index (built with the same model).
         k: results to return (1..100).
         device: where the query model runs.
+        precision: the query model's arithmetic (see clipforge.precision).
     """
     check_k(k)
     if (text is None) == (image is None):
         raise UserError("give either a text or an image query")
     if (labels or captions_from) and image is None:
         raise UserError("--labels and --captions-from rank texts for an --image query")
-    searcher = Searcher.open(index_dir, device=device)
+    searcher = Searcher.open(index_dir, device=device, precision=precision)
     if text is not None:
         return [h.to_json() for h in searcher.text_to_image(text, k)]
     path = Path(image)  # type: ignore[arg-type]

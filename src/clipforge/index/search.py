@@ -85,24 +85,27 @@ class Searcher:
         store: the loaded index (``load_store``).
         pipeline: the model; by default the checkpoint recorded in the index is loaded.
         device: where to load the model when ``pipeline`` is None.
+        precision: its arithmetic (fp32, bf16, int8, auto; see clipforge.precision).
     """
 
-    def __init__(self, store: IndexStore, pipeline: Pipeline | None = None, device: str = "cpu") -> None:
+    def __init__(self, store: IndexStore, pipeline: Pipeline | None = None, device: str = "cpu",
+                 precision: str = "fp32") -> None:
         self.store = store
         if pipeline is None:
             ckpt = store.manifest["checkpoint"]["path"]
             if not Path(ckpt).exists():
                 raise UserError(f"the checkpoint that built this index is gone: {ckpt}",
                                 hint="restore it, or rebuild the index with 'clipforge embed' + 'clipforge index'")
-            pipeline = load(ckpt, device=device)
+            pipeline = load(ckpt, device=device, precision=precision)
         check_pipeline(pipeline, store.manifest["checkpoint"])
         self.pipeline = pipeline
         self.lock = threading.Lock()
         self.root = Path(store.manifest["source"]["root"])
 
     @classmethod
-    def open(cls, index_dir: str | Path, pipeline: Pipeline | None = None, device: str = "cpu") -> Searcher:
-        return cls(load_store(index_dir), pipeline, device)
+    def open(cls, index_dir: str | Path, pipeline: Pipeline | None = None, device: str = "cpu",
+             precision: str = "fp32") -> Searcher:
+        return cls(load_store(index_dir), pipeline, device, precision)
 
     # --- embedding -------------------------------------------------------------------------------
     @staticmethod

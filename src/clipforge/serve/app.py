@@ -103,15 +103,17 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"error": "internal server error"}, status_code=500)
 
 
-def app_for_index(index_dir: str | Path, concepts: str | Path | None = None, device: str = "cpu") -> FastAPI:
+def app_for_index(index_dir: str | Path, concepts: str | Path | None = None, device: str = "cpu",
+                  precision: str = "fp32") -> FastAPI:
     """The app for an index directory: loads the checkpoint the index records (``clipforge serve`` runs this).
 
     Args:
         index_dir: an index directory from ``clipforge index``.
         concepts: a concepts YAML with thresholds, which enables POST /moderate.
         device: where the query model runs.
+        precision: the query model's arithmetic (fp32, bf16, int8, auto; see clipforge.precision).
     """
-    searcher = Searcher.open(index_dir, device=device)
+    searcher = Searcher.open(index_dir, device=device, precision=precision)
     moderator = None
     if concepts:
         probability = searcher.concept_probabilities if searcher.probability_kind() == "sigmoid" else None

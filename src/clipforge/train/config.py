@@ -64,12 +64,15 @@ class LogConfig:
         tensorboard: also write TensorBoard scalars under ``run_dir/tensorboard``.
         progress: show a live progress bar (off in tests and when stdout is not a terminal is still fine).
         peak_flops: peak FLOP/s of one device for MFU; 0 = look the device up in a table (n/a on CPU).
+        count_syncs: debug mode: count every host read of a device value in each step (``Trainer.syncs``, and
+            ``host_syncs_last_step`` in the metrics); slows the step (a Python hook on every tensor op).
     """
 
     every_steps: int = 10
     tensorboard: bool = True
     progress: bool = True
     peak_flops: float = 0.0
+    count_syncs: bool = False
 
 
 @dataclass(frozen=True)
