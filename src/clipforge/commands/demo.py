@@ -9,7 +9,8 @@ example:
 Keys are the fields of clipforge.demo.config.DemoConfig (defaults <- optional YAML <- key=value); `train`
 takes TrainConfig overrides applied after the packaged recipe (clipforge/demo/configs/tiny-emoji.yaml).
 Re-running reuses what is already built (the data set, a finished training run, embeddings, the index).
-Results: OUT/results.json and OUT/report.html; the searchable index: OUT/index
+Results: OUT/results.json and OUT/report.html; the resolved config: OUT/demo_config.yaml (`clipforge demo
+OUT/demo_config.yaml` runs the same demo again); the searchable index: OUT/index
 (serve it with `clipforge serve --index OUT/index`).
 """
 

@@ -43,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
 
     from clipforge.index.jobs import run_embed  # deferred: imports torch
 
-    result, rank = run_embed(cfg)
-    if rank == 0 and result.manifest is not None:
+    result = run_embed(cfg)
+    if result.manifest is not None:  # rank 0: the merged manifest
         m = result.manifest
         skipped = ", ".join(f"{v} {k}" for k, v in sorted(result.skipped.items())) or "none"
         Console().print(f"embedded {result.embedded} new images on rank 0 (skipped: {skipped}); "

@@ -22,7 +22,7 @@ from rich.table import Table
 import clipforge
 from clipforge.data.builders.emoji import build_emoji
 from clipforge.data.sources import open_source
-from clipforge.demo.config import DemoConfig, demo_train_config
+from clipforge.demo.config import DEMO_CONFIG_FILE, DemoConfig, demo_train_config
 from clipforge.demo.queries import load_queries, score_queries
 from clipforge.demo.threads import ThreadChooser
 from clipforge.errors import UserError
@@ -33,7 +33,7 @@ from clipforge.index.embed import embed_collection
 from clipforge.index.manifest import checkpoint_fingerprint
 from clipforge.index.search import Searcher
 from clipforge.train.trainer import run_training
-from clipforge.utils.configs import to_dict
+from clipforge.utils.configs import to_dict, write_resolved
 from clipforge.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -141,6 +141,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     console = Console()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    write_resolved(cfg, out, DEMO_CONFIG_FILE)
     cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
     timings: dict[str, float] = {}
 

@@ -71,6 +71,13 @@ class DatasetConfig:
     limit: int | None = None
 
 
+def zeroshot_dataset(src: str, limit: int | None = None) -> DatasetConfig:
+    """The labelled images ``src`` names: ``fashion-mnist``, ``animal-mnist``, a class-folder root or a .jsonl."""
+    if src in ("fashion-mnist", "animal-mnist"):
+        return DatasetConfig(kind=src, limit=limit)
+    return DatasetConfig(kind="folders" if Path(src).is_dir() else "jsonl", path=src, limit=limit)
+
+
 class ImageSet(abc.ABC):
     """A sequence of images loaded on demand: ``len(s)``, ``s.load(i) -> PIL.Image`` (or any preprocess input)."""
 

@@ -40,11 +40,11 @@ from clipforge.pipeline import load
 from clipforge.utils.configs import require, write_resolved
 
 
-def run_embed(cfg: EmbedConfig) -> tuple[EmbedResult, int]:
+def run_embed(cfg: EmbedConfig) -> EmbedResult:
     """Embed ``cfg.src`` into ``cfg.out``; under torchrun every rank embeds its share and rank 0 merges.
 
     Returns:
-        This rank's result (its manifest is set on rank 0) and the rank.
+        This rank's result (its ``manifest``, the merged one, is set on rank 0 only).
     """
     require(cfg, "checkpoint", "src", "out", command="embed")
     auto = cfg.device == "auto"
@@ -65,10 +65,20 @@ def run_embed(cfg: EmbedConfig) -> tuple[EmbedResult, int]:
             destroy_distributed()
     if world.rank == 0:
         write_resolved(cfg, cfg.out, EMBED_CONFIG_FILE)
-    return result, world.rank
+    return result
 
 
-def run_index(cfg: IndexConfig) -> tuple[IndexStore, BuildReport]:
+@dataclass(frozen=True)
+class IndexChange:
+    """What an index job did: the store as saved, vectors added and removed, and (full builds) the build report."""
+
+    store: IndexStore
+    added: int = 0
+    removed: int = 0
+    report: BuildReport | None = None
+
+
+def run_index(cfg: IndexConfig) -> IndexChange:
     """Build an index of ``cfg.embeddings`` into ``cfg.out`` (replacing what was there)."""
     require(cfg, "embeddings", "out", command="index")
     store, report = build_store(
@@ -77,27 +87,27 @@ def run_index(cfg: IndexConfig) -> tuple[IndexStore, BuildReport]:
     )  # fmt: skip
     store.save(cfg.out)
     write_resolved(cfg, cfg.out, INDEX_CONFIG_FILE)
-    return store, report
+    return IndexChange(store, added=report.count, report=report)
 
 
-def update_index(cfg: IndexConfig) -> tuple[IndexStore, int, int]:
-    """Bring the index in ``cfg.out`` up to date with ``cfg.embeddings``: (store, added, removed)."""
+def update_index(cfg: IndexConfig) -> IndexChange:
+    """Bring the index in ``cfg.out`` up to date with ``cfg.embeddings`` (adds new vectors, drops gone ones)."""
     require(cfg, "embeddings", "out", command="index")
     store = load_store(cfg.out)
     added, removed = sync_store(store, read_embeddings(cfg.embeddings))
     store.save(cfg.out)
-    return store, added, removed
+    return IndexChange(store, added=added, removed=removed)
 
 
-def delete_from_index(index_dir: str | Path, ids: list[int]) -> tuple[IndexStore, int]:
-    """Delete ``ids`` from the index in ``index_dir``: (store, how many were present)."""
+def delete_from_index(index_dir: str | Path, ids: list[int]) -> IndexChange:
+    """Delete ``ids`` from the index in ``index_dir`` (``removed``: how many of them were present)."""
     store = load_store(index_dir)
     removed = store.remove(ids)
     store.save(index_dir)
-    return store, removed
+    return IndexChange(store, removed=removed)
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModerateResult:
     """What a moderation run found: flagged rows, images checked, skip counts, calibrations, concepts used."""
 

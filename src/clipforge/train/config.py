@@ -76,6 +76,29 @@ class LogConfig:
 
 
 @dataclass(frozen=True)
+class TrainEvalConfig:
+    """The zero-shot check run every ``eval_every`` steps on rank 0; its metrics go to metrics.jsonl as
+    ``eval.zeroshot.top1`` ... (a Python ``eval_fn`` given to ``run_training`` replaces it).
+
+    Args:
+        data: labelled images: a ``.jsonl`` of ``{image, label}`` rows (e.g. the emoji set's ``val.jsonl``),
+            a folder of class folders, ``fashion-mnist`` or ``animal-mnist``; "" = none.
+        templates: prompt set (``eval.templates``); one prompt keeps the check cheap.
+        limit: at most this many images, evenly spaced over the set (0 = all).
+        batch_size: images / texts per forward pass.
+    """
+
+    data: str = ""
+    templates: str = "single"
+    limit: int = 500
+    batch_size: int = 128
+
+    def __post_init__(self) -> None:
+        if self.limit < 0 or self.batch_size < 1:
+            raise ValueError(f"eval.limit must be >= 0 and eval.batch_size >= 1, got {self.limit}, {self.batch_size}")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """One training run.
 
@@ -101,7 +124,9 @@ class TrainConfig:
         threads: torch intra-op threads (0 = leave torch's default).
         seed: seeds model init, data order and every random draw.
         run_dir: where checkpoints, metrics, TensorBoard logs and the final model go.
-        eval_every: call the in-training evaluation hook every this many steps (0 = never).
+        eval_every: run the in-training evaluation (``eval``, or a Python ``eval_fn``) every this many steps
+            (0 = never).
+        eval: what the in-training evaluation runs (TrainEvalConfig).
         max_bad_steps: abort after this many NaN/inf losses in a row (each is skipped, no update).
     """
 
@@ -125,6 +150,7 @@ class TrainConfig:
     seed: int = 0
     run_dir: str = "runs/train"
     eval_every: int = 0
+    eval: TrainEvalConfig = field(default_factory=TrainEvalConfig)
     max_bad_steps: int = 5
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     log: LogConfig = field(default_factory=LogConfig)
@@ -134,6 +160,8 @@ class TrainConfig:
         for name, value in positive.items():
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.eval_every < 0:
+            raise ValueError(f"eval_every must be >= 0 (0 = never), got {self.eval_every}")
         if self.steps < 0 or self.epochs < 0 or (self.steps == 0 and self.epochs == 0):
             raise ValueError("set steps > 0 or epochs > 0")
         if isinstance(self.tokenizer, int) and self.tokenizer < 515:

@@ -41,7 +41,14 @@ from clipforge.train.health import LazyMetrics, PendingLosses, StepHealth, skip_
 from clipforge.train.optim import build_optimizer
 from clipforge.train.progress import Meter, Reporter
 from clipforge.train.schedule import lr_at, set_lr
-from clipforge.train.setup import LoaderFactory, default_loader_factory, model_config, pick_device, setup_tokenizer
+from clipforge.train.setup import (
+    LoaderFactory,
+    config_eval_fn,
+    default_loader_factory,
+    model_config,
+    pick_device,
+    setup_tokenizer,
+)
 from clipforge.train.task import forward_backward
 from clipforge.train.teacher import build_teacher, teacher_prep
 from clipforge.utils.configs import to_dict, write_resolved
@@ -354,10 +361,13 @@ def run_training(
     Args:
         cfg: the resolved run config; it is written to ``run_dir/config.yaml``.
         resume: None, "latest" (newest checkpoint in run_dir; a fresh start if there is none) or a path.
-        eval_fn: ``(pipeline) -> {metric: value}``, called every ``cfg.eval_every`` steps on rank 0.
+        eval_fn: ``(pipeline) -> {metric: value}``, called every ``cfg.eval_every`` steps on rank 0; default:
+            the zero-shot check ``cfg.eval`` describes (``train.setup.config_eval_fn``).
         loader_factory: ``(epoch, skip_batches) -> loader``; default: ``clipforge.data.loader.build_loader``.
         on_step: ``(step, metrics)`` called after every step (tests use it to stop a run part-way).
     """
+    if eval_fn is None:
+        eval_fn = config_eval_fn(cfg)  # before init_distributed: a config error fails before any process group
     world = init_distributed(pick_device(cfg))
     trainer = Trainer(cfg, world, loader_factory=loader_factory, eval_fn=eval_fn, on_step=on_step)
     if world.is_main:
