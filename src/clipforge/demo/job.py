@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 import clipforge
+from clipforge.checkpoint import CONFIG_FILE
 from clipforge.data.builders.emoji import build_emoji
 from clipforge.data.sources import open_source
 from clipforge.demo.config import DEMO_CONFIG_FILE, DemoConfig, demo_train_config
@@ -55,7 +56,7 @@ def train(cfg: DemoConfig, train_cfg: Any, cuda: bool) -> tuple[Path, dict[str, 
     """Train, or reuse a finished run whose resolved config equals this one; returns the final model and facts."""
     run_dir = Path(train_cfg.run_dir)
     final, saved = run_dir / FINAL_DIR, run_dir / RESOLVED_CONFIG_FILE
-    finished = not cfg.fresh and (final / "config.json").is_file() and saved.is_file()
+    finished = not cfg.fresh and (final / CONFIG_FILE).is_file() and saved.is_file()
     if finished and yaml.safe_load(saved.read_text()) == yaml.safe_load(yaml.safe_dump(to_dict(train_cfg))):
         log.info("reusing the finished training run in %s", run_dir)
         return final, {"reused": True}

@@ -29,7 +29,7 @@ from clipforge.data.skips import SkipStats
 from clipforge.data.sources import Item, Source, read_bytes
 from clipforge.data.transforms import ImageTooLarge, load_image
 from clipforge.errors import UserError
-from clipforge.index.manifest import PARTS_DIR, EmbedManifest, content_hash, read_embed_manifest
+from clipforge.index.manifest import EMBED_MANIFEST, PARTS_DIR, EmbedManifest, content_hash, read_embed_manifest
 from clipforge.index.parts import done_hashes, merge, write_part
 from clipforge.utils.io import atomic_write_text, ensure_dir
 
@@ -162,7 +162,7 @@ def embed_collection(
         raise UserError(f"dtype must be float16 or float32, got {dtype!r}")
     check_batching(batch_size, workers, max_pixels)
     out = ensure_dir(out_dir, "out")
-    if (out / "embed.json").is_file():
+    if (out / EMBED_MANIFEST).is_file():
         previous = read_embed_manifest(out)
         if previous.checkpoint.get("config_sha256") != fingerprint["config_sha256"]:
             raise UserError(
