@@ -78,6 +78,11 @@ def test_cli_print_config(capsys):
     assert main(["demo", "--quick", "out=runs/q", "--print-config"]) == 0
     printed = capsys.readouterr().out
     assert "out: runs/q" in printed and "images: 160" in printed
+    # The old convenience flags name the key that replaced them.
+    assert main(["demo", "--fresh", "--print-config"]) == 2
+    assert "--fresh is now a config key: write fresh=true" in capsys.readouterr().err
+    assert main(["demo", "--device", "cuda"]) == 2
+    assert "write device=cuda" in capsys.readouterr().err
 
 
 class _Clock:
