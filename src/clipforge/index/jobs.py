@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.distributed as dist
 
 from clipforge.data.sources import open_source
@@ -54,7 +55,8 @@ def run_embed(cfg: EmbedConfig) -> EmbedResult:
     device = cfg.device if not auto and not world.distributed else world.device
     try:
         collection = open_source(cfg.src, cfg.image_column, cfg.caption_column)
-        pipeline = load(cfg.checkpoint, device=device, precision=cfg.precision)
+        precision = cfg.precision or ("fp32" if torch.device(device).type == "cpu" else "auto")
+        pipeline = load(cfg.checkpoint, device=device, precision=precision)
         result = embed_collection(
             pipeline, collection, cfg.out, fingerprint=checkpoint_fingerprint(cfg.checkpoint), rank=world.rank,
             world=world.world_size, batch_size=cfg.batch_size, workers=cfg.workers, dtype=cfg.dtype,

@@ -67,13 +67,14 @@ class TextTransformer(nn.Module):
             nn.init.normal_(self.proj, std=w**-0.5)
         self.transformer.init_weights(proj_std=w**-0.5 * (2 * layers) ** -0.5, attn_std=w**-0.5, fc_std=(2 * w) ** -0.5)
 
-    def forward(self, token_ids: torch.Tensor) -> torch.Tensor:
-        """Args: token_ids (B, L) with L <= context_length (L = context_length for pool "last").
+    def forward(self, token_ids: torch.Tensor, trim: bool | None = None) -> torch.Tensor:
+        """Args: token_ids (B, L) with L <= context_length (L = context_length for pool "last"); trim: cut the
+        batch to its longest text (default: in eval mode only; training steps are not held up by the length
+        read, their callers trim on the host with trim_on_host; a traced export needs static shapes).
 
         Returns (B, embed_dim) unnormalized features.
         """
-        # Training steps are not held up by a length read (callers trim on the host: trim_on_host).
-        pos, n = pool_positions(token_ids, self.cfg, trim=not self.training)
+        pos, n = pool_positions(token_ids, self.cfg, trim=not self.training if trim is None else trim)
         ids = token_ids[:, :n]
         x = self.token_embedding(ids) + self.pos_embedding[:n].to(self.token_embedding.weight.dtype)  # (B, n, W)
         x = self.transformer(x, causal=self.cfg.causal)

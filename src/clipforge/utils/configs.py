@@ -39,6 +39,7 @@ from clipforge.errors import UserError
 from clipforge.utils.io import atomic_write_text
 
 T = TypeVar("T")
+RESOLVED_CONFIG_FILE = "config.yaml"  # a training run's resolved config, in its run_dir (the default of write_resolved)
 Expanders = Mapping[str, Callable[[str], dict[str, Any]]]
 
 
@@ -110,7 +111,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def write_resolved(cfg: Any, out_dir: str | Path, name: str = "config.yaml") -> Path:
+def write_resolved(cfg: Any, out_dir: str | Path, name: str = RESOLVED_CONFIG_FILE) -> Path:
     """Write ``cfg`` (a config dataclass) as YAML into ``out_dir`` atomically; returns the file's path."""
     path = Path(out_dir) / name
     atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
