@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from clipforge.errors import UserError
-from clipforge.utils.io import atomic_path
+from clipforge.utils.io import atomic_path, remove_stale_temps
 
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^step_(\d+)\.pt$")
@@ -50,6 +50,15 @@ def save_train_state(run_dir: str | Path, step: int, state: dict[str, Any], keep
         for _, old in list_checkpoints(run_dir)[:-keep_last]:
             old.unlink(missing_ok=True)
     return path
+
+
+def clean_run_dir(run_dir: str | Path) -> list[Path]:
+    """Remove the partial files of saves a killed run left (``checkpoints/.step_*.pt.*.tmp``, ``final/.*.tmp``).
+
+    Run on the main rank before training starts, when nothing else writes there. Returns what was removed.
+    """
+    run_dir = Path(run_dir)
+    return [p for folder in (run_dir, run_dir / CHECKPOINT_DIR, run_dir / "final") for p in remove_stale_temps(folder)]
 
 
 def resolve_resume(run_dir: str | Path, resume: str | None) -> Path | None:
