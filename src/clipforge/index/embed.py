@@ -29,7 +29,14 @@ from clipforge.data.skips import SkipStats
 from clipforge.data.sources import Item, Source, read_bytes
 from clipforge.data.transforms import ImageTooLarge, load_image
 from clipforge.errors import UserError
-from clipforge.index.manifest import EMBED_MANIFEST, PARTS_DIR, EmbedManifest, content_hash, read_embed_manifest
+from clipforge.index.manifest import (
+    EMBED_MANIFEST,
+    PARTS_DIR,
+    EmbedManifest,
+    content_hash,
+    read_embed_manifest,
+    same_checkpoint,
+)
 from clipforge.index.parts import done_hashes, merge, write_part
 from clipforge.utils.io import atomic_write_text, ensure_dir
 
@@ -164,10 +171,11 @@ def embed_collection(
     out = ensure_dir(out_dir, "out")
     if (out / EMBED_MANIFEST).is_file():
         previous = read_embed_manifest(out)
-        if previous.checkpoint.get("config_sha256") != fingerprint["config_sha256"]:
+        if not same_checkpoint(previous.checkpoint, fingerprint):
+            # Resuming would mix two models' vectors in one directory (e.g. step 300 and the final weights).
             raise UserError(
-                f"{out} holds embeddings from another checkpoint ({previous.checkpoint.get('path')})",
-                hint="embed into a new out= directory, or delete this one",
+                f"{out} holds embeddings from another checkpoint ({previous.checkpoint.get('path')}, other weights "
+                f"or config)", hint="embed into a new out= directory, or delete this one",
             )
     done = done_hashes(out)
     mine = list(collection.items[rank::world])

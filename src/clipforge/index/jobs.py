@@ -32,7 +32,7 @@ from clipforge.index.config import (
     ModerateConfig,
 )
 from clipforge.index.embed import EmbedResult, embed_collection
-from clipforge.index.manifest import checkpoint_fingerprint
+from clipforge.index.manifest import checkpoint_fingerprint, same_checkpoint
 from clipforge.index.moderate import Calibration, read_concepts
 from clipforge.index.moderate_run import calibrate_from_csv, moderate_collection, write_report
 from clipforge.index.search import Searcher, check_k
@@ -58,7 +58,8 @@ def run_embed(cfg: EmbedConfig) -> EmbedResult:
         precision = cfg.precision or ("fp32" if torch.device(device).type == "cpu" else "auto")
         pipeline = load(cfg.checkpoint, device=device, precision=precision)
         result = embed_collection(
-            pipeline, collection, cfg.out, fingerprint=checkpoint_fingerprint(cfg.checkpoint), rank=world.rank,
+            pipeline, collection, cfg.out, fingerprint=checkpoint_fingerprint(cfg.checkpoint, pipeline.identity),
+            rank=world.rank,
             world=world.world_size, batch_size=cfg.batch_size, workers=cfg.workers, dtype=cfg.dtype,
             device=device, barrier=dist.barrier if world.distributed else None, max_pixels=cfg.max_pixels,
         )  # fmt: skip
@@ -168,10 +169,9 @@ def run_search(index_dir: str | Path, text: str | None = None, image: str | Path
     if captions_from:
         if Path(captions_from).resolve() != Path(index_dir).resolve():
             other = load_store(captions_from)
-            if other.manifest["checkpoint"].get("config_sha256") != searcher.store.manifest["checkpoint"].get(
-                "config_sha256"
-            ):
-                raise UserError(f"{captions_from} was built with another model than {index_dir}")
+            if not same_checkpoint(other.manifest["checkpoint"], searcher.store.manifest["checkpoint"]):
+                raise UserError(f"{captions_from} was built with another model than {index_dir}",
+                                hint="rank captions of an index built with the same checkpoint")
             searcher = Searcher(other, searcher.pipeline)
         return [h.to_json() for h in searcher.image_to_captions(picture, k)]
     return [h.to_json() for h in searcher.image_to_image(picture, k)]
