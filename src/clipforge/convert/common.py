@@ -259,15 +259,22 @@ def read_state_file(path: str | Path) -> dict[str, torch.Tensor]:
         try:
             return load_file(str(path))
         except Exception as exc:  # safetensors raises its own error types
-            raise UserError(f"{path}: not a readable safetensors file: {exc}") from exc
+            raise UserError(f"{path}: not a readable safetensors file ({_first_line(exc)})",
+                            hint="the file is truncated or of another format: download or export it again") from exc
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors come in many types
+        # PyTorch's message is a page of weights_only advice; loading pickled code is never the fix here.
         raise UserError(
-            f"{path}: not a readable PyTorch state dict: {exc}",
+            f"{path}: not a readable PyTorch state dict ({_first_line(exc)})",
             hint="only plain state dicts (or TorchScript archives for --from openai) can be imported",
         ) from exc
     return as_state_dict(obj, str(path))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def as_state_dict(obj: object, source: str) -> dict[str, torch.Tensor]:

@@ -75,8 +75,18 @@ def resolve_resume(run_dir: str | Path, resume: str | None) -> Path | None:
 
 
 def load_train_state(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint written by ``save_train_state`` onto the CPU."""
+    """Read a checkpoint written by ``save_train_state`` onto the CPU.
+
+    Raises:
+        UserError: in one line for any unreadable file (PyTorch's own message is a page of weights_only advice
+            that does not apply: clipforge states never need pickled code).
+    """
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # any unreadable file is the same user problem
-        raise UserError(f"cannot read checkpoint {path}: {exc}") from exc
+        raise UserError(f"cannot read checkpoint {path}: not a clipforge training state ({type(exc).__name__})",
+                        hint="--resume takes 'latest', a run directory or one of its checkpoints/step_*.pt") from exc
+    if not isinstance(state, dict):
+        raise UserError(f"cannot read checkpoint {path}: not a clipforge training state (not a mapping)",
+                        hint="--resume takes 'latest', a run directory or one of its checkpoints/step_*.pt")
+    return state

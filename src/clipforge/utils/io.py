@@ -47,6 +47,20 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
+def check_out_dir(path: str | Path, what: str = "output") -> Path:
+    """Refuse an output directory that a file stands in the way of (checked before any work, created later).
+
+    Raises:
+        UserError: naming the file in the way.
+    """
+    path = Path(path)
+    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        where = "is a file" if blocker == path else f"cannot be created: {blocker} is a file"
+        raise UserError(f"{what} {path} {where}, not a directory", hint="choose another output directory")
+    return path
+
+
 def ensure_dir(path: str | Path, what: str = "output") -> Path:
     """Create the output directory ``path`` (and its parents); a file in the way is a UserError, not a crash.
 
@@ -54,11 +68,7 @@ def ensure_dir(path: str | Path, what: str = "output") -> Path:
         path: the directory.
         what: how the user named it in messages (e.g. "out").
     """
-    path = Path(path)
-    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
-    if blocker is not None:
-        where = "is a file" if blocker == path else f"cannot be created: {blocker} is a file"
-        raise UserError(f"{what} {path} {where}, not a directory", hint="choose another output directory")
+    path = check_out_dir(path, what)
     try:
         path.mkdir(parents=True, exist_ok=True)
     except PermissionError as exc:
