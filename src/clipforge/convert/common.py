@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 # OpenAI's tokenizer vocabulary size: the bundled "openai" tokenizer only fits models with this many ids.
 OPENAI_VOCAB_SIZE = 49408
+# What an "unsupported family" error lists as the alternatives.
+SUPPORTED_FAMILIES = ("OpenAI-style ViT and ModifiedResNet CLIP, SigLIP / SigLIP 2, EVA-01 / EVA-02, "
+                      "Perception Encoder (PE-Core), MobileCLIP / MobileCLIP2")  # fmt: skip
 # Lists in error messages are cut here so a wholly wrong file gives a readable message.
 MAX_LISTED = 12
 
