@@ -12,7 +12,7 @@ from train_support import write_png_pairs
 import clipforge
 from clipforge.cli import main
 from clipforge.errors import UserError
-from clipforge.eval.datasets import DatasetConfig
+from clipforge.eval.datasets import DatasetConfig, SourceMissing, check_available
 from clipforge.eval.zeroshot import make_zeroshot_hook_for
 from clipforge.train.config import load_train_config
 from clipforge.train.setup import config_eval_fn
@@ -81,10 +81,13 @@ def test_eval_every_without_data_is_a_config_error(tmp_path, capsys):
 
 
 def test_eval_data_must_exist_and_eval_every_zero_means_none(tmp_path):
-    with pytest.raises(UserError, match="no such file or folder"):
+    with pytest.raises(UserError, match="eval.data=.*nope.jsonl: .* no such file or folder"):
         config_eval_fn(load_train_config(None, ["eval_every=5", f"eval.data={tmp_path / 'nope.jsonl'}"]))
     assert config_eval_fn(load_train_config(None, [f"eval.data={tmp_path}"])) is None
-    assert config_eval_fn(load_train_config(None, ["eval_every=5", "eval.data=fashion-mnist"])) is not None
+    assert config_eval_fn(load_train_config(None, ["eval_every=5", f"eval.data={tmp_path}"])) is not None
+    missing = DatasetConfig(kind="fashion-mnist", path=str(tmp_path))  # an MNIST set that is not there fails now
+    with pytest.raises(SourceMissing, match="Fashion-MNIST not found"):
+        check_available(missing)
     with pytest.raises(UserError, match="eval_every"):
         load_train_config(None, ["eval_every=-1"])
     with pytest.raises(UserError, match="eval.dat"):  # a typo gets a hint

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from clipforge.checkpoint import PipelineConfig, load_state_into, read_config, read_weights
+from clipforge.checkpoint import PipelineConfig, load_state_into, read_config, read_identity, read_weights
 from clipforge.data.transforms import eval_transform
 from clipforge.model.clip import CLIP
 from clipforge.precision import PrecisionCheck, apply_precision, check_precision
@@ -32,6 +32,7 @@ class Pipeline:
         config: the PipelineConfig the checkpoint was saved with.
         precision: the inference precision the model runs in (see ``clipforge.precision``).
         precision_checks: what ``precision="auto"`` measured on its probe set (cosine to fp32, seconds).
+        identity: the checkpoint's identity (hash of config + weights as stored, ``checkpoint.read_identity``).
     """
 
     model: CLIP
@@ -40,6 +41,7 @@ class Pipeline:
     config: PipelineConfig
     precision: str = "fp32"
     precision_checks: list[PrecisionCheck] = field(default_factory=list)
+    identity: str = ""
 
 
 def load(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
@@ -65,4 +67,4 @@ def load(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtyp
     tokenizer = build_tokenizer(config.tokenizer, ckpt)
     model, used, checks = apply_precision(model, precision, tokenizer)
     return Pipeline(model=model, tokenizer=tokenizer, preprocess=eval_transform(config.preprocess), config=config,
-                    precision=used, precision_checks=checks)
+                    precision=used, precision_checks=checks, identity=read_identity(ckpt, state))

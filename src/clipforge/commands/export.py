@@ -1,7 +1,9 @@
 """Export a clipforge checkpoint to another format.
 
---to hf writes a Hugging Face CLIPModel folder (config.json, model.safetensors, preprocessor_config.json)
-that transformers' CLIPModel.from_pretrained loads (ViT image towers only). --to openai writes OpenAI's
+--to hf writes a Hugging Face folder (CLIPModel, or SiglipModel for sigmoid-loss models; ViT image towers
+only): config.json, model.safetensors, the tokenizer (tokenizer.json, tokenizer_config.json) and the processor
+(processor_config.json, preprocessor_config.json), so AutoModel + AutoProcessor.from_pretrained give clipforge's
+features from an image and a string (SigLIP: pass padding="max_length", as SigLIP was trained). --to openai writes OpenAI's
 (and OpenCLIP's) state-dict layout as model.pt (MobileCLIP models: OpenCLIP's layout). --to clipforge (the default) writes a clipforge checkpoint.
 --to onnx writes image.onnx and text.onnx (dynamic batch; onnxruntime runs them) beside the checkpoint's config.
 --reparameterize first folds the train-time branches of a MobileCLIP tower into single convolutions (the

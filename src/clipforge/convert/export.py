@@ -3,9 +3,10 @@
     export_checkpoint("runs/tiny/final", "exported/tiny-hf", to="hf")
     export_checkpoint("runs/mobile/final", "exported/fused", reparameterize=True)
 
-Targets: ``clipforge`` (a checkpoint directory), ``hf`` (a transformers CLIPModel folder, ViT image towers
-only), ``openai`` (OpenAI's state-dict layout as model.pt; MobileCLIP towers exist only in OpenCLIP, so
-theirs take OpenCLIP's layout) and ``onnx`` (both towers as ONNX graphs with a dynamic batch, convert/onnx.py).
+Targets: ``clipforge`` (a checkpoint directory), ``hf`` (a transformers CLIPModel or SiglipModel folder with its
+tokenizer and processor files, ViT image towers only), ``openai`` (OpenAI's state-dict layout as model.pt;
+MobileCLIP towers exist only in OpenCLIP, so theirs take OpenCLIP's layout) and ``onnx`` (both towers as ONNX
+graphs with a dynamic batch, convert/onnx.py).
 """
 
 from __future__ import annotations
@@ -54,11 +55,12 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, to: Literal["clipforge"
             log.warning("%s: nothing to fold (%s tower without train-time branches)", ckpt, config.model.vision.kind)
         model = reparameterize(model.eval())
         config = dataclasses.replace(config, model=model.cfg)
+    own_tokenizer = config.tokenizer.kind in ("file", "hf")  # its vocabulary is the checkpoint's tokenizer.json
+    tokenizer_json = (Path(ckpt) / TOKENIZER_FILE).read_text(encoding="utf-8") if own_tokenizer else None
     if to == "clipforge":
-        tokenizer_json = (Path(ckpt) / TOKENIZER_FILE).read_text() if config.tokenizer.kind == "file" else None
         return save_checkpoint(model, config, out, tokenizer_json=tokenizer_json)
     if to == "hf":
-        return export_hf(model.state_dict(), config, out)
+        return export_hf(model.state_dict(), config, out, tokenizer_json=tokenizer_json)
     if to == "onnx":
         return export_onnx(model, ckpt, out)
     rules = mobileclip_rules(config.model) if is_mobileclip(config.model.vision) else openai_rules(config.model)

@@ -205,6 +205,24 @@ def animal_mnist_files() -> tuple[Path, Path]:
     return files
 
 
+def check_available(cfg: DatasetConfig) -> None:
+    """Fail now, not when a long run first needs them, when ``cfg``'s images are not there.
+
+    Raises:
+        SourceMissing: for an MNIST-style set that is not installed (its message gives the install command).
+        UserError: for a .jsonl file or class-folder root that does not exist.
+    """
+    if cfg.kind == "animal-mnist":
+        animal_mnist_files()
+    elif cfg.kind == "fashion-mnist":
+        root = Path(cfg.path or FASHION_MNIST_DIR)
+        prefix = "t10k" if cfg.split == "test" else "train"
+        if not (root / f"{prefix}-images-idx3-ubyte.gz").is_file():
+            raise SourceMissing(f"Fashion-MNIST not found at {root}", hint=FASHION_MNIST_HINT)
+    elif not Path(cfg.path).exists():
+        raise UserError(f"{cfg.path}: no such file or folder")
+
+
 def animal_mnist(split: str = "test") -> tuple[np.ndarray, np.ndarray]:
     """Animal-MNIST images (N, 28, 28) uint8 and labels (N,); ``test`` is every 5th image, ``train`` the rest."""
     data_path, label_path = animal_mnist_files()

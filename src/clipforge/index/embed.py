@@ -29,9 +29,16 @@ from clipforge.data.skips import SkipStats
 from clipforge.data.sources import Item, Source, read_bytes
 from clipforge.data.transforms import ImageTooLarge, load_image
 from clipforge.errors import UserError
-from clipforge.index.manifest import EMBED_MANIFEST, PARTS_DIR, EmbedManifest, content_hash, read_embed_manifest
+from clipforge.index.manifest import (
+    EMBED_MANIFEST,
+    PARTS_DIR,
+    EmbedManifest,
+    content_hash,
+    read_embed_manifest,
+    same_checkpoint,
+)
 from clipforge.index.parts import done_hashes, merge, write_part
-from clipforge.utils.io import atomic_write_text, ensure_dir
+from clipforge.utils.io import atomic_write_text, ensure_dir, remove_stale_temps
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -162,12 +169,16 @@ def embed_collection(
         raise UserError(f"dtype must be float16 or float32, got {dtype!r}")
     check_batching(batch_size, workers, max_pixels)
     out = ensure_dir(out_dir, "out")
+    if world == 1:  # under torchrun another rank may already be writing here; alone, a temp file is a dead save's
+        for stale in [*remove_stale_temps(out), *remove_stale_temps(out / PARTS_DIR)]:
+            log.warning("removed %s, left by a run that was killed while saving", stale)
     if (out / EMBED_MANIFEST).is_file():
         previous = read_embed_manifest(out)
-        if previous.checkpoint.get("config_sha256") != fingerprint["config_sha256"]:
+        if not same_checkpoint(previous.checkpoint, fingerprint):
+            # Resuming would mix two models' vectors in one directory (e.g. step 300 and the final weights).
             raise UserError(
-                f"{out} holds embeddings from another checkpoint ({previous.checkpoint.get('path')})",
-                hint="embed into a new out= directory, or delete this one",
+                f"{out} holds embeddings from another checkpoint ({previous.checkpoint.get('path')}, other weights "
+                f"or config)", hint="embed into a new out= directory, or delete this one",
             )
     done = done_hashes(out)
     mine = list(collection.items[rank::world])

@@ -32,13 +32,14 @@ from clipforge.index.config import (
     ModerateConfig,
 )
 from clipforge.index.embed import EmbedResult, embed_collection
-from clipforge.index.manifest import checkpoint_fingerprint
+from clipforge.index.manifest import checkpoint_fingerprint, same_checkpoint
 from clipforge.index.moderate import Calibration, read_concepts
 from clipforge.index.moderate_run import calibrate_from_csv, moderate_collection, write_report
 from clipforge.index.search import Searcher, check_k
 from clipforge.index.store import IndexStore, load_store
 from clipforge.pipeline import load
 from clipforge.utils.configs import require, write_resolved
+from clipforge.utils.io import check_out_dir
 
 
 def run_embed(cfg: EmbedConfig) -> EmbedResult:
@@ -58,7 +59,8 @@ def run_embed(cfg: EmbedConfig) -> EmbedResult:
         precision = cfg.precision or ("fp32" if torch.device(device).type == "cpu" else "auto")
         pipeline = load(cfg.checkpoint, device=device, precision=precision)
         result = embed_collection(
-            pipeline, collection, cfg.out, fingerprint=checkpoint_fingerprint(cfg.checkpoint), rank=world.rank,
+            pipeline, collection, cfg.out, fingerprint=checkpoint_fingerprint(cfg.checkpoint, pipeline.identity),
+            rank=world.rank,
             world=world.world_size, batch_size=cfg.batch_size, workers=cfg.workers, dtype=cfg.dtype,
             device=device, barrier=dist.barrier if world.distributed else None, max_pixels=cfg.max_pixels,
         )  # fmt: skip
@@ -83,6 +85,7 @@ class IndexChange:
 def run_index(cfg: IndexConfig) -> IndexChange:
     """Build an index of ``cfg.embeddings`` into ``cfg.out`` (replacing what was there)."""
     require(cfg, "embeddings", "out", command="index")
+    check_out_dir(cfg.out, "out")  # before the build, which can take minutes
     store, report = build_store(
         read_embeddings(cfg.embeddings), kind=cfg.kind, quant=cfg.quant, nlist=cfg.nlist, nprobe=cfg.nprobe,
         m=cfg.m, target_recall=cfg.target_recall, recall_sample=cfg.recall_sample, seed=cfg.seed,
@@ -123,6 +126,7 @@ class ModerateResult:
 def run_moderate(cfg: ModerateConfig) -> ModerateResult:
     """Calibrate thresholds on ``cfg.labelled`` (when given), score ``cfg.src``, write the report to ``cfg.out``."""
     require(cfg, "checkpoint", "src", "concepts", "out", command="moderate")
+    check_out_dir(cfg.out, "out")
     concepts = read_concepts(cfg.concepts)
     pipeline = load(cfg.checkpoint, device=cfg.device)
     opts = {"batch_size": cfg.batch_size, "workers": cfg.workers, "device": cfg.device}
@@ -168,10 +172,9 @@ def run_search(index_dir: str | Path, text: str | None = None, image: str | Path
     if captions_from:
         if Path(captions_from).resolve() != Path(index_dir).resolve():
             other = load_store(captions_from)
-            if other.manifest["checkpoint"].get("config_sha256") != searcher.store.manifest["checkpoint"].get(
-                "config_sha256"
-            ):
-                raise UserError(f"{captions_from} was built with another model than {index_dir}")
+            if not same_checkpoint(other.manifest["checkpoint"], searcher.store.manifest["checkpoint"]):
+                raise UserError(f"{captions_from} was built with another model than {index_dir}",
+                                hint="rank captions of an index built with the same checkpoint")
             searcher = Searcher(other, searcher.pipeline)
         return [h.to_json() for h in searcher.image_to_captions(picture, k)]
     return [h.to_json() for h in searcher.image_to_image(picture, k)]

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from clipforge.errors import UserError
 from clipforge.eval.templates import get_templates
 from clipforge.eval.zeroshot import class_embeddings, class_probabilities, probability_kind, rank_classes
-from clipforge.index.manifest import config_sha256
+from clipforge.index.manifest import config_sha256, same_checkpoint
 from clipforge.index.moderate import concept_probabilities
 from clipforge.index.store import IndexStore, load_store
 from clipforge.pipeline import Pipeline, load
@@ -62,12 +62,13 @@ class LabelScore:
 
 
 def check_pipeline(pipeline: Pipeline, checkpoint: dict[str, str]) -> None:
-    """Refuse a pipeline whose config differs from the one that made the index's vectors."""
-    if config_sha256(pipeline.config) != checkpoint.get("config_sha256"):
+    """Refuse a pipeline whose config or weights differ from the ones that made the index's vectors."""
+    mine = {"config_sha256": config_sha256(pipeline.config), "identity": pipeline.identity}
+    if not same_checkpoint(checkpoint, mine):
         raise UserError(
-            f"the model given does not match the one that built this index ({checkpoint.get('path')})",
-            hint="query with the checkpoint recorded in index.json",
-        )
+            f"the model does not match the one that built this index ({checkpoint.get('path')}): its config or "
+            f"weights changed since", hint="query with the checkpoint recorded in index.json, or embed and index "
+                                           "the collection again with this one")
 
 
 def embed_texts(pipeline: Pipeline, texts: list[str]) -> np.ndarray:

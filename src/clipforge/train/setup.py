@@ -15,7 +15,7 @@ from clipforge.data.loader import Batch, build_loader
 from clipforge.data.sources import open_source
 from clipforge.dist.sync import barrier
 from clipforge.errors import UserError
-from clipforge.eval.datasets import zeroshot_dataset
+from clipforge.eval.datasets import check_available, zeroshot_dataset
 from clipforge.eval.zeroshot import make_zeroshot_hook_for
 from clipforge.text.config import TokenizerConfig
 from clipforge.text.tokenizer import Tokenizer, build_tokenizer, train_tokenizer
@@ -125,7 +125,8 @@ def config_eval_fn(cfg: TrainConfig) -> Callable[[Pipeline], dict[str, float]] |
     Its images are read at the first evaluation (which only rank 0 runs), so the other ranks never load them.
 
     Raises:
-        UserError: for ``eval_every`` without ``eval.data``, or an ``eval.data`` file or folder that does not exist.
+        UserError: for ``eval_every`` without ``eval.data``, or ``eval.data`` that is not there (a missing file
+            or folder, an MNIST-style set that is not installed).
     """
     data = cfg.eval.data
     if not cfg.eval_every:
@@ -137,8 +138,10 @@ def config_eval_fn(cfg: TrainConfig) -> Callable[[Pipeline], dict[str, float]] |
                         hint="set eval.data= a labelled .jsonl (e.g. data/emoji/val.jsonl), a folder of class "
                         "folders, fashion-mnist or animal-mnist")  # fmt: skip
     dataset = zeroshot_dataset(data, cfg.eval.limit or None)
-    if dataset.kind in ("jsonl", "folders") and not Path(data).exists():
-        raise UserError(f"eval.data={data}: no such file or folder")
+    try:
+        check_available(dataset)
+    except UserError as exc:
+        raise UserError(f"eval.data={data}: {exc.args[0]}", hint=exc.hint) from exc
     hook: Callable[[Pipeline], dict[str, float]] | None = None
 
     def evaluate(pipeline: Pipeline) -> dict[str, float]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import math
 import random
 import time
@@ -55,6 +56,8 @@ from clipforge.train.teacher import build_teacher, teacher_prep
 from clipforge.utils.configs import to_dict, write_resolved
 from clipforge.utils.rng import capture_rng, isolated_rng, restore_rng
 from clipforge.utils.syncs import SyncCounter
+
+log = logging.getLogger(__name__)
 
 EvalFn = Callable[[Pipeline], dict[str, float]]
 StepCallback = Callable[[int, dict[str, float]], None]
@@ -405,6 +408,8 @@ def run_training(
     world = init_distributed(pick_device(cfg))
     trainer = Trainer(cfg, world, loader_factory=loader_factory, eval_fn=eval_fn, on_step=on_step)
     if world.is_main:
+        for path in train_state.clean_run_dir(trainer.run_dir):
+            log.warning("removed %s, left by a save that was interrupted", path)
         write_resolved(cfg, trainer.run_dir)
     start = train_state.resolve_resume(cfg.run_dir, resume)
     if start is not None:
