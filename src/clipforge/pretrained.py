@@ -16,7 +16,8 @@ from pathlib import Path
 
 from clipforge.checkpoint import CONFIG_FILE, WEIGHTS_FILE, save_checkpoint
 from clipforge.convert.common import build_model
-from clipforge.convert.hf import HF_CONFIG_FILE, HF_PREPROCESSOR_FILE, HF_WEIGHT_FILES, import_hf
+from clipforge.convert.hf import HF_CONFIG_FILE, HF_PREPROCESSOR_FILE, HF_PROCESSOR_FILE, HF_WEIGHT_FILES, import_hf
+from clipforge.convert.hf_files import TOKENIZER_JSON
 from clipforge.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ KNOWN_PRETRAINED = (
 REQUIRED_FILES = (HF_CONFIG_FILE,)
 WEIGHT_FILES = HF_WEIGHT_FILES  # either one, safetensors preferred
 # The tokenizer files: a folder's own vocabulary (SigLIP's, a custom CLIP's) comes with the weights.
-OPTIONAL_FILES = (HF_PREPROCESSOR_FILE, "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+OPTIONAL_FILES = (HF_PREPROCESSOR_FILE, HF_PROCESSOR_FILE, TOKENIZER_JSON, "tokenizer_config.json", "special_tokens_map.json")
 OFFLINE_VALUES = ("1", "true", "yes", "on")
 
 

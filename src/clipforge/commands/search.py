@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from clipforge.commands.config_args import PRECISION_HELP, PRECISIONS
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("index", help="index directory from 'clipforge index'")
@@ -24,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-k", type=int, default=10, help="results to show (1..100, default 10)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--device", default="cpu", help="where the query model runs (default cpu)")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help=PRECISION_HELP)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     labels = args.labels.split(",") if args.labels else None
     rows = run_search(args.index, text=args.text, image=args.image, labels=labels, captions_from=args.captions_from,
-                      k=args.k, device=args.device)  # fmt: skip
+                      k=args.k, device=args.device, precision=args.precision)  # fmt: skip
     if args.json:
         print(json.dumps({"results": rows}, indent=2))
         return 0

@@ -3,9 +3,10 @@
     export_checkpoint("runs/tiny/final", "exported/tiny-hf", to="hf")
     export_checkpoint("runs/mobile/final", "exported/fused", reparameterize=True)
 
-Targets: ``clipforge`` (a checkpoint directory), ``hf`` (a transformers CLIPModel folder, ViT image towers
-only) and ``openai`` (OpenAI's state-dict layout as model.pt; MobileCLIP towers exist only in OpenCLIP, so
-theirs take OpenCLIP's layout).
+Targets: ``clipforge`` (a checkpoint directory), ``hf`` (a transformers CLIPModel or SiglipModel folder with its
+tokenizer and processor files, ViT image towers only), ``openai`` (OpenAI's state-dict layout as model.pt;
+MobileCLIP towers exist only in OpenCLIP, so theirs take OpenCLIP's layout) and ``onnx`` (both towers as ONNX
+graphs with a dynamic batch, convert/onnx.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from clipforge.checkpoint import TOKENIZER_FILE, load_state_into, read_config, r
 from clipforge.convert.common import export_state
 from clipforge.convert.hf import export_hf
 from clipforge.convert.mobileclip import is_mobileclip, mobileclip_rules
+from clipforge.convert.onnx import export_onnx
 from clipforge.convert.openai import openai_rules
 from clipforge.model.clip import CLIP
 from clipforge.model.mobileclip_reparam import is_reparameterizable, reparameterize
@@ -28,11 +30,11 @@ from clipforge.utils.io import atomic_path
 
 log = logging.getLogger(__name__)
 
-TARGETS = ("clipforge", "hf", "openai")
+TARGETS = ("clipforge", "hf", "openai", "onnx")
 OPENAI_FILE = "model.pt"
 
 
-def export_checkpoint(ckpt: str | Path, out: str | Path, to: Literal["clipforge", "hf", "openai"] = "clipforge",
+def export_checkpoint(ckpt: str | Path, out: str | Path, to: Literal["clipforge", "hf", "openai", "onnx"] = "clipforge",
                       reparameterize_first: bool = False) -> Path:  # fmt: skip
     """Write the checkpoint ``ckpt`` to ``out`` in the layout ``to``; returns what was written.
 
@@ -53,11 +55,14 @@ def export_checkpoint(ckpt: str | Path, out: str | Path, to: Literal["clipforge"
             log.warning("%s: nothing to fold (%s tower without train-time branches)", ckpt, config.model.vision.kind)
         model = reparameterize(model.eval())
         config = dataclasses.replace(config, model=model.cfg)
+    own_tokenizer = config.tokenizer.kind in ("file", "hf")  # its vocabulary is the checkpoint's tokenizer.json
+    tokenizer_json = (Path(ckpt) / TOKENIZER_FILE).read_text(encoding="utf-8") if own_tokenizer else None
     if to == "clipforge":
-        tokenizer_json = (Path(ckpt) / TOKENIZER_FILE).read_text() if config.tokenizer.kind == "file" else None
         return save_checkpoint(model, config, out, tokenizer_json=tokenizer_json)
     if to == "hf":
-        return export_hf(model.state_dict(), config, out)
+        return export_hf(model.state_dict(), config, out, tokenizer_json=tokenizer_json)
+    if to == "onnx":
+        return export_onnx(model, ckpt, out)
     rules = mobileclip_rules(config.model) if is_mobileclip(config.model.vision) else openai_rules(config.model)
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)

@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 TOKENIZER_JSON = "tokenizer.json"
 TOKENIZER_CONFIG = "tokenizer_config.json"
 SENTENCEPIECE_FILES = ("spiece.model", "tokenizer.model")
-PREPROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
+# transformers 5 writes processor_config.json (the image processor nested inside), older versions
+# preprocessor_config.json; a folder with both is read as transformers 5 reads it.
+PREPROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")
 OPENAI_VOCAB_SIZE = 49408
 OPENAI_EOT = "<|endoftext|>"
 RESAMPLE = {2: "bilinear", 3: "bicubic"}  # PIL codes, as HF stores them
@@ -135,6 +137,19 @@ def read_hf_tokenizer(folder: Path, cfg: CLIPConfig) -> HFTokenizerImport:
     return HFTokenizerImport(config, backend.to_str())
 
 
+def _image_processor_settings(folder: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The first of ``PREPROCESSOR_FILES`` that holds image-processor settings, and those settings."""
+    for name in PREPROCESSOR_FILES:
+        path = folder / name
+        if not path.is_file():
+            continue
+        data = _read_json(path)
+        data = data.get("image_processor", data)  # processor_config.json nests the image processor's settings
+        if isinstance(data, dict) and {"image_mean", "image_std", "size", "resample"} & set(data):
+            return path, data
+    return None
+
+
 def read_hf_preprocess(folder: Path, cfg: CLIPConfig) -> dict[str, Any]:
     """PreprocessConfig fields from the folder's image-processor config (mean/std, resize, crop, filter).
 
@@ -142,13 +157,12 @@ def read_hf_preprocess(folder: Path, cfg: CLIPConfig) -> dict[str, Any]:
     without a crop ("squash"). Without such a file, CLIP's statistics and resize+crop are assumed for CLIP
     models, SigLIP's (0.5 mean and std, squash) for SigLIP models.
     """
-    path = next((folder / n for n in PREPROCESSOR_FILES if (folder / n).is_file()), None)
     siglip = cfg.init_logit_bias is not None
     out: dict[str, Any] = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "resize_mode": "squash"} if siglip else {}
-    if path is None:
+    found = _image_processor_settings(folder)
+    if found is None:
         return out
-    prep = _read_json(path)
-    prep = prep.get("image_processor", prep)  # processor_config.json nests the image processor's settings
+    path, prep = found
     if "image_mean" in prep:
         out["mean"] = tuple(float(x) for x in prep["image_mean"])
     if "image_std" in prep:

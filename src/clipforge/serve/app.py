@@ -8,9 +8,12 @@ Endpoints (all JSON unless noted):
   POST /classify              zero-shot: multipart ``image`` + form field ``labels`` ("cat,dog,car")
   POST /moderate              concept flags for multipart ``image`` (needs ``--concepts``)
   GET  /thumb/{id}            a JPEG thumbnail of indexed item ``id`` (never a user-given path)
-Errors are ``{"error": message}`` with status 400 (bad input), 404, 413 (upload over the limit), 422
-(out-of-range parameters) or 500 (no traceback: it is logged on the server only).
-Model calls run in FastAPI's thread pool (sync endpoints), serialized by the Searcher's lock.
+Errors are ``{"error": message}`` with status 400 (bad input, an image over the pixel budget, a foreign Host
+header), 404, 413 (upload over the limit, counted as the bytes arrive), 422 (out-of-range parameters), 503 (every
+decode slot busy for DECODE_WAIT_S) or 500 (no traceback: it is logged on the server only).
+Model calls run in FastAPI's thread pool (sync endpoints), serialized by the Searcher's lock; image decoding
+runs outside that lock but at most ``decode_slots`` at a time, each within the pixel budget, so concurrent
+uploads cannot add up to more memory than slots x budget.
 """
 
 from __future__ import annotations
@@ -29,11 +32,13 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from PIL import Image
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from clipforge.data.config import DEFAULT_MAX_PIXELS
 from clipforge.data.sources import read_bytes
-from clipforge.data.transforms import load_image
+from clipforge.data.transforms import ImageTooLarge, load_image
 from clipforge.errors import UserError
 from clipforge.index.moderate import Moderator, read_concepts
 from clipforge.index.search import MAX_K, Searcher
+from clipforge.serve.guard import LOOPBACK_HOSTS, RequestGuard, too_large
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -43,6 +48,14 @@ MAX_BODY_BYTES = MAX_UPLOAD_BYTES + 64 * 1024
 THUMB_SIDE = 256
 THUMB_CACHE = 512
 STATIC_FILES = {"app.js": "text/javascript", "app.css": "text/css"}
+# Decoding a 40 Mpx image takes ~0.2-0.5 GB for a moment; two at a time keep a small server's memory bounded
+# while a second upload still overlaps the first one's model call.
+DECODE_SLOTS = 2
+DECODE_WAIT_S = 30.0
+# /classify runs every label through the text tower under the model lock: 100 labels of <= 200 characters (CLIP
+# reads 77 tokens anyway) keep one request well under a second on CPU.
+MAX_LABELS = 100
+MAX_LABEL_CHARS = 200
 
 
 class _ThumbCache:
@@ -65,19 +78,36 @@ class _ThumbCache:
                 self.items.popitem(last=False)
 
 
-def _read_upload(upload: UploadFile, limit: int) -> Any:
-    """Decode an uploaded image, enforcing the size limit (413) and a readable format (400)."""
-    data = upload.file.read(limit + 1)
-    if len(data) > limit:
-        raise HTTPException(413, f"upload larger than {limit // (1024 * 1024)} MB")
-    if not data:
-        raise HTTPException(400, "the uploaded file is empty")
-    try:
-        return load_image(data, upload.filename or "upload")
-    except UserError as exc:
-        raise HTTPException(400, f"not an image: {exc}") from exc
-    except Exception as exc:  # any decoder failure is the upload's fault
-        raise HTTPException(400, "not an image: the file could not be decoded") from exc
+class _Decoder:
+    """Decodes uploads within the pixel budget, at most ``slots`` at a time (the rest wait, then get 503)."""
+
+    def __init__(self, limit: int, max_pixels: int, slots: int) -> None:
+        self.limit, self.max_pixels = limit, max_pixels
+        self.slots = threading.BoundedSemaphore(slots)
+
+    def __call__(self, upload: UploadFile) -> Any:
+        """Decode an uploaded image, enforcing the size limit (413), the pixel budget and a readable format (400)."""
+        data = upload.file.read(self.limit + 1)
+        if len(data) > self.limit:
+            raise HTTPException(413, too_large(self.limit))
+        if not data:
+            raise HTTPException(400, "the uploaded file is empty")
+        if not self.slots.acquire(timeout=DECODE_WAIT_S):
+            raise HTTPException(503, "the server is busy decoding other images: retry in a few seconds")
+        try:
+            return load_image(data, upload.filename or "upload", max_pixels=self.max_pixels)
+        except ImageTooLarge as exc:
+            raise HTTPException(400, f"image too large: {_one_line(exc)}") from exc
+        except UserError as exc:
+            raise HTTPException(400, f"not an image: {_one_line(exc)}") from exc
+        except Exception as exc:  # any decoder failure is the upload's fault
+            raise HTTPException(400, "not an image: the file could not be decoded") from exc
+        finally:
+            self.slots.release()
+
+
+def _one_line(exc: UserError) -> str:
+    return f"{exc.args[0]} ({exc.hint})" if exc.hint else str(exc.args[0])
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -95,7 +125,7 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(UserError)
     async def user_error(request: Request, exc: UserError) -> JSONResponse:
-        return JSONResponse({"error": str(exc).split("\n")[0]}, status_code=400)
+        return JSONResponse({"error": _one_line(exc)}, status_code=400)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
@@ -103,41 +133,48 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"error": "internal server error"}, status_code=500)
 
 
-def app_for_index(index_dir: str | Path, concepts: str | Path | None = None, device: str = "cpu") -> FastAPI:
+def app_for_index(index_dir: str | Path, concepts: str | Path | None = None, device: str = "cpu",
+                  precision: str = "fp32", host: str = "127.0.0.1", max_pixels: int = DEFAULT_MAX_PIXELS) -> FastAPI:
     """The app for an index directory: loads the checkpoint the index records (``clipforge serve`` runs this).
 
     Args:
         index_dir: an index directory from ``clipforge index``.
         concepts: a concepts YAML with thresholds, which enables POST /moderate.
         device: where the query model runs.
+        precision: the query model's arithmetic (fp32, bf16, int8, auto; see clipforge.precision).
+        host: the address the server binds; a loopback address makes it refuse other Host headers.
+        max_pixels: decoding budget per uploaded image (width x height).
     """
-    searcher = Searcher.open(index_dir, device=device)
+    searcher = Searcher.open(index_dir, device=device, precision=precision)
     moderator = None
     if concepts:
         probability = searcher.concept_probabilities if searcher.probability_kind() == "sigmoid" else None
         moderator = Moderator(read_concepts(concepts), searcher.embed_texts, probability)
-    return create_app(searcher, moderator)
+    allowed = LOOPBACK_HOSTS if host in LOOPBACK_HOSTS else None
+    return create_app(searcher, moderator, allowed_hosts=allowed, max_pixels=max_pixels)
 
 
-def create_app(searcher: Searcher, moderator: Moderator | None = None, max_upload: int = MAX_UPLOAD_BYTES) -> FastAPI:
+def create_app(searcher: Searcher, moderator: Moderator | None = None, max_upload: int = MAX_UPLOAD_BYTES, *,
+               allowed_hosts: tuple[str, ...] | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
+               decode_slots: int = DECODE_SLOTS) -> FastAPI:
     """The FastAPI app serving ``searcher``'s index.
 
     Args:
         searcher: index + model (``Searcher.open(index_dir)``).
         moderator: concept thresholds for /moderate; without it /moderate answers 400.
-        max_upload: largest accepted image upload in bytes (larger: 413).
+        max_upload: largest accepted image upload in bytes (larger: 413, whole bodies are cut at this plus
+            form overhead as they arrive).
+        allowed_hosts: Host names the server answers (LOOPBACK_HOSTS for a loopback server); None: any.
+        max_pixels: decoding budget per uploaded image; larger images get 400 without being decoded.
+        decode_slots: how many uploads may be decoded at the same time.
     """
     app = FastAPI(title="clipforge search", docs_url="/docs", redoc_url=None)
     _install_error_handlers(app)
+    app.add_middleware(RequestGuard, max_body=max_upload + (MAX_BODY_BYTES - MAX_UPLOAD_BYTES),
+                       allowed_hosts=allowed_hosts, upload_limit=max_upload)
     thumbs = _ThumbCache(THUMB_CACHE)
     store = searcher.store
-
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Any) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_upload + (MAX_BODY_BYTES - MAX_UPLOAD_BYTES):
-            return JSONResponse({"error": f"upload larger than {max_upload // (1024 * 1024)} MB"}, status_code=413)
-        return await call_next(request)
+    read_upload = _Decoder(max_upload, max_pixels, decode_slots)
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
@@ -173,16 +210,20 @@ def create_app(searcher: Searcher, moderator: Moderator | None = None, max_uploa
     @app.post("/search")
     def search_image(image: UploadFile = File(...), k: int = Query(10, ge=1, le=MAX_K)) -> dict[str, Any]:
         started = time.perf_counter()
-        return _results(searcher.image_to_image(_read_upload(image, max_upload), k), started)
+        return _results(searcher.image_to_image(read_upload(image), k), started)
 
     @app.post("/classify")
     def classify(image: UploadFile = File(...), labels: str = Form(...)) -> dict[str, Any]:
         names = [x.strip() for x in labels.split(",") if x.strip()]
         if not names:
             raise HTTPException(400, 'no labels: pass labels="cat,dog,car"')
-        if len(names) > 1000:
-            raise HTTPException(400, "at most 1000 labels")
-        pil = _read_upload(image, max_upload)
+        if len(names) > MAX_LABELS:
+            raise HTTPException(400, f"{len(names)} labels: at most {MAX_LABELS} per request (split the list)")
+        longest = max(names, key=len)
+        if len(longest) > MAX_LABEL_CHARS:
+            raise HTTPException(400, f"label of {len(longest)} characters: at most {MAX_LABEL_CHARS} "
+                                     f"(a label is a class name, e.g. 'cat')")
+        pil = read_upload(image)
         # "probability" says how "prob" was computed: "softmax" over these labels (CLIP) or "sigmoid" per label
         # (SigLIP: sigmoid(scale * score + bias), each label judged on its own).
         labels = [s.to_json() for s in searcher.classify(pil, names)]
@@ -192,7 +233,7 @@ def create_app(searcher: Searcher, moderator: Moderator | None = None, max_uploa
     def moderate(image: UploadFile = File(...)) -> dict[str, Any]:
         if moderator is None:
             raise HTTPException(400, "moderation is not configured: start the server with --concepts FILE")
-        vector = searcher.embed_image(_read_upload(image, max_upload))
+        vector = searcher.embed_image(read_upload(image))
         return moderator.judge(vector[0])
 
     @app.get("/thumb/{item_id}")

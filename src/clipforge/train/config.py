@@ -64,12 +64,38 @@ class LogConfig:
         tensorboard: also write TensorBoard scalars under ``run_dir/tensorboard``.
         progress: show a live progress bar (off in tests and when stdout is not a terminal is still fine).
         peak_flops: peak FLOP/s of one device for MFU; 0 = look the device up in a table (n/a on CPU).
+        count_syncs: debug mode: count every host read of a device value in each step (``Trainer.syncs``, and
+            ``host_syncs_last_step`` in the metrics); slows the step (a Python hook on every tensor op).
     """
 
     every_steps: int = 10
     tensorboard: bool = True
     progress: bool = True
     peak_flops: float = 0.0
+    count_syncs: bool = False
+
+
+@dataclass(frozen=True)
+class TrainEvalConfig:
+    """The zero-shot check run every ``eval_every`` steps on rank 0; its metrics go to metrics.jsonl as
+    ``eval.zeroshot.top1`` ... (a Python ``eval_fn`` given to ``run_training`` replaces it).
+
+    Args:
+        data: labelled images: a ``.jsonl`` of ``{image, label}`` rows (e.g. the emoji set's ``val.jsonl``),
+            a folder of class folders, ``fashion-mnist`` or ``animal-mnist``; "" = none.
+        templates: prompt set (``eval.templates``); one prompt keeps the check cheap.
+        limit: at most this many images, evenly spaced over the set (0 = all).
+        batch_size: images / texts per forward pass.
+    """
+
+    data: str = ""
+    templates: str = "single"
+    limit: int = 500
+    batch_size: int = 128
+
+    def __post_init__(self) -> None:
+        if self.limit < 0 or self.batch_size < 1:
+            raise ValueError(f"eval.limit must be >= 0 and eval.batch_size >= 1, got {self.limit}, {self.batch_size}")
 
 
 @dataclass(frozen=True)
@@ -94,11 +120,15 @@ class TrainConfig:
         precision: "fp32", or "bf16" autocast (on GPU; on CPU autocast bf16 is also used if asked).
         grad_checkpointing: recompute transformer blocks in backward to save memory.
         compile: wrap the model with torch.compile.
+        parallel: with several ranks, "ddp" (a full replica per rank) or "fsdp" (FSDP2: parameters, gradients
+            and optimizer state sharded over ranks, sharded checkpoints; see clipforge.dist.parallelize).
         device: "auto" (CUDA if available), "cpu" or "cuda".
         threads: torch intra-op threads (0 = leave torch's default).
         seed: seeds model init, data order and every random draw.
         run_dir: where checkpoints, metrics, TensorBoard logs and the final model go.
-        eval_every: call the in-training evaluation hook every this many steps (0 = never).
+        eval_every: run the in-training evaluation (``eval``, or a Python ``eval_fn``) every this many steps
+            (0 = never).
+        eval: what the in-training evaluation runs (TrainEvalConfig).
         max_bad_steps: abort after this many NaN/inf losses in a row (each is skipped, no update).
     """
 
@@ -117,11 +147,13 @@ class TrainConfig:
     precision: Literal["fp32", "bf16"] = "fp32"
     grad_checkpointing: bool = False
     compile: bool = False
+    parallel: Literal["ddp", "fsdp"] = "ddp"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = 0
     seed: int = 0
     run_dir: str = "runs/train"
     eval_every: int = 0
+    eval: TrainEvalConfig = field(default_factory=TrainEvalConfig)
     max_bad_steps: int = 5
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     log: LogConfig = field(default_factory=LogConfig)
@@ -131,6 +163,8 @@ class TrainConfig:
         for name, value in positive.items():
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.eval_every < 0:
+            raise ValueError(f"eval_every must be >= 0 (0 = never), got {self.eval_every}")
         if self.steps < 0 or self.epochs < 0 or (self.steps == 0 and self.epochs == 0):
             raise ValueError("set steps > 0 or epochs > 0")
         if isinstance(self.tokenizer, int) and self.tokenizer < 515:
