@@ -125,6 +125,21 @@ def tower_speeds(encoders: dict[str, tuple[Encoder, Encoder]], pixels: torch.Ten
     }  # fmt: skip
 
 
+def onnxruntime_encoders(ours: CLIP, work: Path, threads: int) -> tuple[Encoder, Encoder]:
+    """The model exported with ``clipforge export --to onnx`` code, run by onnxruntime (fp32, ``threads`` threads)."""
+    import onnxruntime as ort  # deferred: optional (the onnx extra)
+
+    from clipforge.convert.onnx import IMAGE_FILE, TEXT_FILE, export_onnx
+
+    export_onnx(copy.deepcopy(ours), work, work / "onnx")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = threads
+    image = ort.InferenceSession(str(work / "onnx" / IMAGE_FILE), options, providers=["CPUExecutionProvider"])
+    text = ort.InferenceSession(str(work / "onnx" / TEXT_FILE), options, providers=["CPUExecutionProvider"])
+    return (lambda px: torch.from_numpy(image.run(None, {"pixels": px.numpy()})[0]),
+            lambda ids: torch.from_numpy(text.run(None, {"token_ids": ids.numpy()})[0]))
+
+
 def write_jpegs(folder: Path, n: int, size: tuple[int, int] = (640, 480), seed: int = 0) -> Path:
     """``n`` photo-sized JPEGs (smooth colour fields plus noise, so decoding does real work)."""
     rng = np.random.default_rng(seed)
@@ -190,6 +205,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="decoding workers for the end-to-end embed")
     parser.add_argument("--checkpoint", default=None, help="a trained checkpoint for the zero-shot comparison")
     parser.add_argument("--smoke", action="store_true", help="test-vit, 2 rounds, 16 images (CI)")
+    parser.add_argument("--onnxruntime", action="store_true", help="also time the ONNX export in onnxruntime")
     parser.add_argument("--out", default=str(RESULTS), help="results folder")
     args = parser.parse_args()
     if args.smoke:
@@ -202,6 +218,9 @@ def main() -> None:
     for mode in MODES:
         model = convert(copy.deepcopy(ours), mode).eval()
         encoders[f"clipforge_{mode}"] = (model.encode_image, model.encode_text)
+    onnx_dir = Path(tempfile.mkdtemp(prefix="clipforge-onnx-"))
+    if args.onnxruntime:
+        encoders["onnxruntime_fp32"] = onnxruntime_encoders(ours, onnx_dir, args.threads)
     tokenizer = build_tokenizer(TokenizerConfig(kind="openai", context_length=cfg.text.context_length))
     pixels, _ = probe_inputs(ours, tokenizer)
     pixels = pixels[: args.batch]
