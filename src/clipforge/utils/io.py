@@ -35,6 +35,21 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def remove_stale_temps(folder: str | Path) -> list[Path]:
+    """Delete the temporary files ``atomic_path`` leaves behind when its process is killed (kill -9, power loss).
+
+    Call it only where no other process is writing (at the start of a run, on the main rank): a temp file of a
+    live writer looks the same. Returns the removed paths.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.glob(".*.tmp") if p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically."""
     with atomic_path(path) as tmp:
