@@ -129,6 +129,8 @@ class TrainConfig:
         precision: "fp32", or "bf16" autocast (on GPU; on CPU autocast bf16 is also used if asked).
         grad_checkpointing: recompute transformer blocks in backward to save memory.
         compile: wrap the model with torch.compile.
+        parallel: with several ranks, "ddp" (a full replica per rank) or "fsdp" (FSDP2: parameters, gradients
+            and optimizer state sharded over ranks, sharded checkpoints; see clipforge.dist.parallelize).
         device: "auto" (CUDA if available), "cpu" or "cuda".
         threads: torch intra-op threads (0 = leave torch's default).
         seed: seeds model init, data order and every random draw.
@@ -154,6 +156,7 @@ class TrainConfig:
     precision: Literal["fp32", "bf16"] = "fp32"
     grad_checkpointing: bool = False
     compile: bool = False
+    parallel: Literal["ddp", "fsdp"] = "ddp"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: int = 0
     seed: int = 0

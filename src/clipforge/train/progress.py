@@ -12,6 +12,8 @@ from typing import Any, TextIO
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from clipforge.utils.io import atomic_write_text
+
 METRICS_FILE = "metrics.jsonl"
 
 
@@ -69,6 +71,7 @@ class Reporter:
         if not enabled:
             return
         run_dir.mkdir(parents=True, exist_ok=True)
+        truncate_metrics(self.path, start_step)
         if tensorboard:
             # Deferred on purpose: TensorBoard's writer takes over a second to import and is optional (log.tensorboard).
             from torch.utils.tensorboard import SummaryWriter
@@ -129,6 +132,30 @@ class Reporter:
             self._bar.stop()
         if self._tb is not None:
             self._tb.close()
+
+
+def truncate_metrics(path: Path, last_step: int) -> int:
+    """Keep only the metrics.jsonl lines of steps up to ``last_step`` (the checkpoint a run resumes from).
+
+    The steps after it are computed again after a resume; their old lines would repeat them. A line cut short by
+    a kill is dropped as well. Returns how many lines were removed.
+    """
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            step = json.loads(line)["step"]
+        except (ValueError, KeyError, TypeError):
+            dropped += 1
+            continue
+        if isinstance(step, int) and step <= last_step:
+            kept.append(line)
+        else:
+            dropped += 1
+    if dropped:
+        atomic_write_text(path, "".join(f"{line}\n" for line in kept))
+    return dropped
 
 
 def format_info(m: dict[str, Any]) -> str:
