@@ -164,7 +164,9 @@ def read_weights(ckpt_dir: str | Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except Exception as exc:  # safetensors raises its own error types for truncated or foreign files
-        raise UserError(f"{path}: not a readable safetensors file: {exc}") from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path}: not a readable safetensors file ({first})",
+                        hint="the file is truncated or of another format: copy, save or convert it again") from exc
 
 
 def load_state_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:

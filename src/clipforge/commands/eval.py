@@ -20,7 +20,7 @@ transfer (Fashion-MNIST and Animal-MNIST zero-shot + linear probe), full (all of
 without extra benchmarks, the demo suite runs. A benchmark whose data is not installed is skipped with the
 command that installs it.
 Writes OUT_DIR/results.json, timings.json, report.html and eval_config.yaml (the resolved config; default
-OUT_DIR: CHECKPOINT/eval).
+OUT_DIR: RUN_DIR/eval, else ./eval-results/CHECKPOINT_NAME; never the checkpoint directory).
 """
 
 from __future__ import annotations

@@ -49,23 +49,29 @@ def resolve_config_arg(value: str | None, kind: str) -> CLIPConfig | Path | None
     return get_config(value)
 
 
-def import_weights(kind: str, src: str | Path, config: str | None = None) -> Imported:
+def import_weights(kind: str, src: str | Path, config: str | None = None, tokenizer: str | None = None) -> Imported:
     """Import foreign weights.
 
     Args:
         kind: "openai", "open_clip" or "hf".
         src: the weights (file, or folder for hf).
         config: the ``--config`` value (see ``resolve_config_arg``).
+        tokenizer: the ``--tokenizer`` value (open_clip only: a tokenizer.json or its folder, for models whose
+            text tower does not use OpenAI's vocabulary; see ``convert.open_clip_tokenizer``).
     """
     if kind not in SOURCES:
         raise UserError(f"unknown source format {kind!r}", hint=f"one of {', '.join(SOURCES)}")
+    if tokenizer is not None and kind != "open_clip":
+        raise UserError(f"--tokenizer is for --from open_clip; {kind} weights bring their tokenizer",
+                        hint="an HF folder's own tokenizer.json is read; OpenAI models use the bundled vocabulary")  # fmt: skip
     cfg = resolve_config_arg(config, kind)
     if not Path(src).exists():
         raise UserError(f"{src}: no such file or directory")
     if kind == "openai":
         return import_openai(src, cfg)  # type: ignore[arg-type]
     if kind == "open_clip":
-        return import_open_clip(src, cfg, name=config if cfg is not None and not isinstance(cfg, Path) else None)
+        name = config if cfg is not None and not isinstance(cfg, Path) else None
+        return import_open_clip(src, cfg, name=name, tokenizer=tokenizer)
     return import_hf(src, cfg)
 
 
@@ -77,9 +83,10 @@ class Converted:
     summary: str
 
 
-def convert_checkpoint(kind: str, src: str | Path, out: str | Path, config: str | None = None) -> Converted:
+def convert_checkpoint(kind: str, src: str | Path, out: str | Path, config: str | None = None,
+                       tokenizer: str | None = None) -> Converted:  # fmt: skip
     """Import foreign weights (see ``import_weights``) and save them as a clipforge checkpoint in ``out``."""
-    imported = import_weights(kind, src, config)
+    imported = import_weights(kind, src, config, tokenizer)
     path = save_checkpoint(build_model(imported), imported.config, out, tokenizer_json=imported.tokenizer_json)
     n = sum(v.numel() for v in imported.state.values() if v.is_floating_point())
     m = imported.config.model

@@ -19,6 +19,9 @@ ids through transformers (as they do for every CLIP model on the Hub).
 from __future__ import annotations
 
 import json
+import logging
+import re
+import string
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +31,8 @@ from tokenizers import Tokenizer as Backend
 from clipforge.checkpoint import PipelineConfig
 from clipforge.text import bpe
 from clipforge.utils.io import atomic_write_text
+
+log = logging.getLogger(__name__)
 
 PROCESSOR_FILE = "processor_config.json"  # transformers 5
 PREPROCESSOR_FILE = "preprocessor_config.json"  # transformers 4
@@ -81,6 +86,20 @@ def clip_bpe_pipeline(backend_json: str) -> Backend:
     return backend
 
 
+def clean_normalizers(mode: str) -> list[normalizers.Normalizer]:
+    """OpenCLIP's text cleaning (``clipforge.text.clean.open_clip_clean``) as ``tokenizers`` normalizers, so an
+    exported tokenizer cleans as clipforge does; the ftfy repair and HTML unescaping have no equivalent."""
+    if mode == "none":
+        return []
+    steps: list[normalizers.Normalizer] = []
+    if mode == "canonicalize":
+        punctuation = Regex("[" + re.escape(string.punctuation) + "]")
+        steps += [normalizers.Replace("_", " "), normalizers.Replace(punctuation, "")]
+    if mode in ("canonicalize", "lower"):
+        steps.append(normalizers.Lowercase())
+    return steps + [normalizers.Replace(Regex(r"\s+"), " "), normalizers.Strip()]
+
+
 def write_tokenizer_files(out: Path, config: PipelineConfig, backend_json: str, processor_class: str) -> None:
     """tokenizer.json + tokenizer_config.json (+ vocab.json and merges.txt for CLIP-style BPE).
 
@@ -93,6 +112,12 @@ def write_tokenizer_files(out: Path, config: PipelineConfig, backend_json: str, 
     tok = config.tokenizer
     if tok.kind == "hf":
         backend = Backend.from_str(backend_json)
+        cleaning = clean_normalizers(tok.clean)
+        if cleaning:  # OpenCLIP's cleaning runs before the pipeline's own normalizer
+            backend.normalizer = normalizers.Sequence(cleaning + ([backend.normalizer] if backend.normalizer else []))
+        if tok.strip_id is not None:
+            log.warning("%s: transformers has no setting to zero the separator id %d (OpenCLIP's strip_sep_token): "
+                        "set those ids to 0 after tokenizing", out, tok.strip_id)  # fmt: skip
         # input_ids only, as SiglipTokenizer gives: SigLIP's text tower attends to its padding (clipforge's and
         # big_vision's do), and an attention mask passed to the model would change the features.
         settings: dict[str, Any] = {"tokenizer_class": "PreTrainedTokenizerFast",

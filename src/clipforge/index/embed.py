@@ -38,7 +38,7 @@ from clipforge.index.manifest import (
     same_checkpoint,
 )
 from clipforge.index.parts import done_hashes, merge, write_part
-from clipforge.utils.io import atomic_write_text, ensure_dir
+from clipforge.utils.io import atomic_write_text, ensure_dir, remove_stale_temps
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -169,6 +169,9 @@ def embed_collection(
         raise UserError(f"dtype must be float16 or float32, got {dtype!r}")
     check_batching(batch_size, workers, max_pixels)
     out = ensure_dir(out_dir, "out")
+    if world == 1:  # under torchrun another rank may already be writing here; alone, a temp file is a dead save's
+        for stale in [*remove_stale_temps(out), *remove_stale_temps(out / PARTS_DIR)]:
+            log.warning("removed %s, left by a run that was killed while saving", stale)
     if (out / EMBED_MANIFEST).is_file():
         previous = read_embed_manifest(out)
         if not same_checkpoint(previous.checkpoint, fingerprint):

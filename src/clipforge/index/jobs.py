@@ -39,6 +39,7 @@ from clipforge.index.search import Searcher, check_k
 from clipforge.index.store import IndexStore, load_store
 from clipforge.pipeline import load
 from clipforge.utils.configs import require, write_resolved
+from clipforge.utils.io import check_out_dir
 
 
 def run_embed(cfg: EmbedConfig) -> EmbedResult:
@@ -84,6 +85,7 @@ class IndexChange:
 def run_index(cfg: IndexConfig) -> IndexChange:
     """Build an index of ``cfg.embeddings`` into ``cfg.out`` (replacing what was there)."""
     require(cfg, "embeddings", "out", command="index")
+    check_out_dir(cfg.out, "out")  # before the build, which can take minutes
     store, report = build_store(
         read_embeddings(cfg.embeddings), kind=cfg.kind, quant=cfg.quant, nlist=cfg.nlist, nprobe=cfg.nprobe,
         m=cfg.m, target_recall=cfg.target_recall, recall_sample=cfg.recall_sample, seed=cfg.seed,
@@ -124,6 +126,7 @@ class ModerateResult:
 def run_moderate(cfg: ModerateConfig) -> ModerateResult:
     """Calibrate thresholds on ``cfg.labelled`` (when given), score ``cfg.src``, write the report to ``cfg.out``."""
     require(cfg, "checkpoint", "src", "concepts", "out", command="moderate")
+    check_out_dir(cfg.out, "out")
     concepts = read_concepts(cfg.concepts)
     pipeline = load(cfg.checkpoint, device=cfg.device)
     opts = {"batch_size": cfg.batch_size, "workers": cfg.workers, "device": cfg.device}

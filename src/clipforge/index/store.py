@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clipforge.errors import UserError
-from clipforge.utils.io import atomic_path, atomic_write_text
+from clipforge.utils.io import atomic_path, atomic_write_text, ensure_dir
 
 INDEX_MANIFEST = "index.json"
 INDEX_FILE = "index.faiss"
@@ -249,8 +249,7 @@ class IndexStore:
     def save(self, out_dir: str | Path) -> None:
         """Write every file atomically, the manifest last."""
         faiss = faiss_module()
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        out = ensure_dir(out_dir, "out")
         with atomic_path(out / INDEX_FILE) as tmp:
             faiss.write_index(self.index, str(tmp))
         with atomic_path(out / META_FILE) as tmp:

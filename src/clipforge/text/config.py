@@ -24,6 +24,10 @@ class TokenizerConfig:
             ``vocab_size - 1``; "hf": the tokenizer's ids must all be below it.
         pad_id: the id padding positions hold (0 for "openai"/"file").
         padding_side: where padding goes ("hf" pipelines may pad on the left; "openai"/"file" pad on the right).
+        clean: "hf" only: the text cleaning OpenCLIP's HFTokenizer applies before the pipeline ("none" for
+            Hugging Face folders, which have none; OpenCLIP's SigLIP configs use "canonicalize"). See
+            ``clipforge.text.clean.open_clip_clean``.
+        strip_id: "hf" only: an id replaced by 0 after padding (OpenCLIP's ``strip_sep_token``), or None.
     """
 
     kind: Literal["openai", "file", "hf"] = "openai"
@@ -31,3 +35,5 @@ class TokenizerConfig:
     vocab_size: int = 49408
     pad_id: int = 0
     padding_side: Literal["right", "left"] = "right"
+    clean: Literal["none", "whitespace", "lower", "canonicalize"] = "none"
+    strip_id: int | None = None
