@@ -8,20 +8,26 @@ with ``weights_only=True``: only tensors and plain values, no pickled code.
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from clipforge.errors import UserError
+from clipforge.train.config import CHECKPOINT_DIR
 from clipforge.utils.io import atomic_path, remove_stale_temps
 
-CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^step_(\d+)\.pt$")
 
 
 def checkpoint_path(run_dir: str | Path, step: int) -> Path:
     return Path(run_dir) / CHECKPOINT_DIR / f"step_{step:08d}.pt"
+
+
+def sharded_dir(path: Path) -> Path:
+    """The folder of an FSDP checkpoint's shards, beside its ``step_N.pt`` (``step_N.dcp``)."""
+    return path.with_suffix(".dcp")
 
 
 def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
@@ -49,6 +55,8 @@ def save_train_state(run_dir: str | Path, step: int, state: dict[str, Any], keep
     if keep_last > 0:
         for _, old in list_checkpoints(run_dir)[:-keep_last]:
             old.unlink(missing_ok=True)
+            if sharded_dir(old).is_dir():
+                shutil.rmtree(sharded_dir(old))
     return path
 
 

@@ -28,6 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from clipforge.checkpoint import PipelineConfig, load_state_into, save_checkpoint
 from clipforge.data.config import PreprocessConfig
 from clipforge.data.transforms import eval_transform
+from clipforge.dist import parallelize
 from clipforge.dist.env import World, init_distributed
 from clipforge.dist.sync import all_gather_object, all_reduce_mean, barrier
 from clipforge.errors import UserError
@@ -128,6 +129,12 @@ class Trainer:
         _seed_everything(cfg.seed)  # model init depends only on the seed
         self.model = CLIP(self.model_cfg).to(self.device)
         self.model.set_grad_checkpointing(cfg.grad_checkpointing)
+        self.fsdp = cfg.parallel == "fsdp" and world.distributed
+        if self.fsdp:
+            if cfg.eval_every:
+                raise UserError("eval_every is not supported with parallel=fsdp yet (the evaluation runs on rank 0 "
+                                "alone, and sharded towers need every rank)", hint="evaluate run_dir/final afterwards")
+            parallelize.shard_towers(self.model)  # before the optimizer: sharding replaces the parameters
         self.optimizer = build_optimizer(self.model, cfg.optim)
         self.loss_fn = build_loss(cfg.loss, world, has_logit_bias=self.model_cfg.init_logit_bias is not None)
         self.teacher = build_teacher(cfg, self.device)  # None unless distilling (train/teacher.py)
@@ -145,9 +152,9 @@ class Trainer:
     def state(self) -> dict[str, Any]:
         """The full training state (every rank's RNG included); call on every rank, save on rank 0."""
         bad_in_row, skipped, _ = self.health.read()
+        sharded = {"sharded": True}  # model and optimizer are in the step_N.dcp folder beside it
         return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            **(sharded if self.fsdp else {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}),
             "step": self.step,
             "epoch": self.epoch,
             "batches_in_epoch": self.batches_in_epoch,
@@ -160,6 +167,9 @@ class Trainer:
 
     def save(self) -> None:
         state = self.state()
+        if self.fsdp:  # the shards first: a step_N.pt exists only once its shards are complete
+            path = train_state.checkpoint_path(self.run_dir, self.step)
+            parallelize.save_sharded(self.model, self.optimizer, train_state.sharded_dir(path), self.world)
         if self.world.is_main:
             train_state.save_train_state(self.run_dir, self.step, state, self.cfg.checkpoint.keep_last)
         barrier(self.world)
@@ -170,8 +180,15 @@ class Trainer:
         if state["model_config"] != to_dict(self.model_cfg):
             raise UserError(f"{path} was saved for a different model config than this run's",
                             hint="resume with the run's own config (run_dir/config.yaml)")
-        load_state_into(self.model, state["model"], str(path))
-        self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("sharded"):
+            if not self.fsdp:
+                raise UserError(f"{path} is a sharded (parallel=fsdp) checkpoint", hint="resume with parallel=fsdp")
+            parallelize.load_sharded(self.model, self.optimizer, train_state.sharded_dir(path))
+        else:
+            if self.fsdp:
+                raise UserError(f"{path} is not a sharded checkpoint", hint="resume it with parallel=ddp")
+            load_state_into(self.model, state["model"], str(path))
+            self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.epoch = int(state["step"]), int(state["epoch"])
         self.batches_in_epoch = int(state["batches_in_epoch"])
         self.health.restore(int(state["bad_in_row"]), int(state["skipped"]))
@@ -234,7 +251,7 @@ class Trainer:
             self._pending.flush(losses)
             if not train_state.list_checkpoints(self.run_dir) or train_state.list_checkpoints(self.run_dir)[-1][0] != self.step:
                 self.save()
-            final = self._export() if world.is_main else None
+            final = self._export()
         finally:
             reporter.close()
         elapsed = max(time.perf_counter() - started, 1e-9)
@@ -250,7 +267,7 @@ class Trainer:
         model: torch.nn.Module = self.model
         if self.cfg.compile:
             model = torch.compile(model)
-        if self.world.distributed:
+        if self.world.distributed and not self.fsdp:
             ids = [self.device.index] if self.device.type == "cuda" else None
             model = DistributedDataParallel(model, device_ids=ids)
         return model
@@ -259,7 +276,10 @@ class Trainer:
         """One optimizer step; returns (loss averaged over ranks, logit scale) as device tensors, unread."""
         cfg = self.cfg
         pixels = batch.pixels.to(self.device, non_blocking=True)
-        token_ids = trim_on_host(batch.token_ids, self.model_cfg.text).to(self.device, non_blocking=True)
+        # Trimmed to the longest caption on the host; a compiled model gets the full context instead, since every
+        # new length would be a new graph to compile.
+        ids = batch.token_ids if cfg.compile else trim_on_host(batch.token_ids, self.model_cfg.text)
+        token_ids = ids.to(self.device, non_blocking=True)
         set_lr(self.optimizer, lr_at(self.step, base_lr=cfg.optim.lr, warmup_steps=cfg.optim.warmup_steps,
                                      total_steps=total, min_lr=cfg.optim.min_lr))
         teacher = self.teacher(batch, self.device) if self.teacher is not None else None
@@ -267,7 +287,11 @@ class Trainer:
                                accum_mode=cfg.accum_mode, precision=cfg.precision, teacher=teacher)
         loss = all_reduce_mean(out.loss, self.world)
         max_norm = cfg.optim.grad_clip if cfg.optim.grad_clip > 0 else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
+        if self.fsdp:  # the towers' gradients are reduce-scattered by FSDP; the root's scalars are averaged here
+            parallelize.average_replicated_grads(self.model, self.world)
+            grad_norm = parallelize.clip_grad_norm(list(self.model.parameters()), max_norm)
+        else:
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm)
         # NaN/inf loss or gradient: no update (decided on the device; the host learns of it on log steps).
         skip_or_step(self.optimizer, self.health.update(loss, grad_norm))
         self.model.clamp_logit_scale()  # CLIP paper 2.5: temperature capped at 100 (a no-op after a skipped step)
@@ -331,9 +355,19 @@ class Trainer:
             reporter.message(f"step {self.step} eval: " + ", ".join(f"{k} {v:.4f}" for k, v in results.items()))
         barrier(self.world)
 
-    def _export(self) -> Path:
+    def _export(self) -> Path | None:
+        """Write run_dir/final on rank 0 (None elsewhere); with FSDP every rank first helps gather the weights."""
+        model = self.model
+        if self.fsdp:
+            state = parallelize.full_model_state(self.model)
+            if not self.world.is_main:
+                return None
+            model = CLIP(self.model_cfg)
+            load_state_into(model, state, "the gathered FSDP shards")
+        elif not self.world.is_main:
+            return None
         config = PipelineConfig(self.model_cfg, self.tok.config, self.preprocess)
-        return save_checkpoint(self.model, config, self.run_dir / FINAL_DIR, tokenizer_json=self.tok.json)
+        return save_checkpoint(model, config, self.run_dir / FINAL_DIR, tokenizer_json=self.tok.json)
 
 
 class _CountInto:
@@ -380,4 +414,8 @@ def run_training(
     start = train_state.resolve_resume(cfg.run_dir, resume)
     if start is not None:
         trainer.load(start)
+    if world.is_main and resume:  # batch logs should say where a run picked up
+        where = f"resumed from step {trainer.step} ({start})" if start is not None else \
+            f"no checkpoint in {trainer.run_dir / train_state.CHECKPOINT_DIR} to resume: starting at step 0"
+        print(where, flush=True)
     return trainer.fit()
