@@ -15,9 +15,9 @@ from typing import Any
 import torch
 
 from clipforge.errors import UserError
+from clipforge.train.config import CHECKPOINT_DIR
 from clipforge.utils.io import atomic_path, remove_stale_temps
 
-CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^step_(\d+)\.pt$")
 
 

@@ -414,4 +414,8 @@ def run_training(
     start = train_state.resolve_resume(cfg.run_dir, resume)
     if start is not None:
         trainer.load(start)
+    if world.is_main and resume:  # batch logs should say where a run picked up
+        where = f"resumed from step {trainer.step} ({start})" if start is not None else \
+            f"no checkpoint in {trainer.run_dir / train_state.CHECKPOINT_DIR} to resume: starting at step 0"
+        print(where, flush=True)
     return trainer.fit()
