@@ -13,6 +13,7 @@ import logging
 import sys
 import traceback
 
+from clipforge import __version__
 from clipforge.commands.config_args import check_retired
 from clipforge.errors import UserError
 
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train, import, evaluate and serve CLIP models.",
         epilog="Run 'clipforge VERB --help' for a verb's options and an example.",
     )
+    parser.add_argument("--version", action="version", version=f"clipforge {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for verb, summary in VERBS.items():
