@@ -186,9 +186,9 @@ def evaluate_and_report(
     report.write_timings_json(out / TIMINGS_FILE, result, times)
     log.info("results: %s", path)
     if html:
-        title = f"clipforge evaluation — {Path(checkpoint).name}" if checkpoint else "clipforge evaluation"
+        title = report.run_title(checkpoint, run_dir)
         page = report.write_report(
-            out / "report.html", result, meta={**meta, **times}, metrics_rows=rows, run_config=run_config,
+            out / "report.html", result, meta={**meta, "suite config": to_dict(cfg), **times}, metrics_rows=rows, run_config=run_config,
             title=title,
         )
         log.info("report: %s", page)
