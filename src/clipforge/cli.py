@@ -49,7 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
             description=(module.__doc__ or summary).strip(),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        verb_parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+        # SUPPRESS: unset after the verb, the verb's parser must not reset a `clipforge --debug VERB` to False.
+        verb_parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                                 help="show full tracebacks on errors")  # fmt: skip
         module.add_arguments(verb_parser)
         verb_parser.set_defaults(_run=module.run, _retired=getattr(module, "RETIRED", {}))
     return parser

@@ -4,7 +4,7 @@ demo both call.
     from clipforge.eval.runner import evaluate_and_report
     from clipforge.eval.suite import SuiteConfig
     result = evaluate_and_report(pipeline, SuiteConfig(name="demo", emoji_root="data/emoji"), "runs/demo",
-                                 checkpoint="runs/demo/final", run_dir="runs/demo")
+                                 checkpoint="runs/demo/train/final", run_dir="runs/demo")
     result.metrics["zeroshot.emoji_heldout.top1"]
 """
 
