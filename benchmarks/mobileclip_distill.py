@@ -52,7 +52,8 @@ RECIPE = "configs/runs/tiny-emoji.yaml"
 COMMON = ["threads=1", "batch_size=64", "log.progress=false", "log.tensorboard=false", "checkpoint.every_steps=0",
           "data.workers=1"]  # fmt: skip
 TEACHER_STEPS = 160  # ~4 epochs of train.jsonl at batch 64: a brief run of the demo recipe
-STUDENT = ["model=tiny-mobileclip", "image_size=32"]
+# The recipe's 32 px and trained vocabulary, set beside the model (a model= override alone brings its own sizes).
+STUDENT = ["model=tiny-mobileclip", "image_size=32", "tokenizer=4096"]
 DISTILL = ["loss.kind=distill", "loss.distill_weight=0.75", "loss.contrastive_weight=0.25"]
 # The recipe's own augmentation distribution; MobileCLIP's DataCompDR stores 10 views per image, 2 keep it cheap.
 REINFORCE = ReinforceSettings(augmentations=2, crop_scale=(0.56, 1.0), silhouette=0.5, seed=0, shard_size=1000)

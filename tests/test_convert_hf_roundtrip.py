@@ -23,6 +23,7 @@ from clipforge.model.clip import CLIP
 from clipforge.model.registry import get_config
 from clipforge.pipeline import load
 from clipforge.text.config import TokenizerConfig
+from clipforge.text.tokenizer import train_tokenizer
 
 transformers = pytest.importorskip("transformers")
 
@@ -40,17 +41,31 @@ def photo(width: int = 57, height: int = 41) -> Image.Image:
     return Image.fromarray(pixels, "RGB")
 
 
-def clip_checkpoint(tmp_path):
-    """A random test-vit CLIP (OpenAI vocabulary, 32 px, resize shortest side + centre crop), perturbed."""
+def clip_checkpoint(tmp_path, trained_vocab: bool = False):
+    """A random test-vit CLIP (32 px, resize shortest side + centre crop), perturbed; OpenAI's vocabulary, or one
+    trained by clipforge (tokenizer kind "file", as the tiny-emoji recipe's 2,048 ids)."""
     torch.manual_seed(0)
     cfg = get_config("test-vit")
+    tokenizer_json = None
+    tokenizer = TokenizerConfig(context_length=cfg.text.context_length)
+    if trained_vocab:
+        corpus = ["a photo of a cat", "two dogs running on the beach", "a red circle", "a long caption"] * 30
+        trained = train_tokenizer(corpus, 600, context_length=cfg.text.context_length)
+        cfg = dataclasses.replace(cfg, text=dataclasses.replace(cfg.text, vocab_size=trained.vocab_size))
+        tokenizer = TokenizerConfig(kind="file", context_length=cfg.text.context_length, vocab_size=trained.vocab_size)
+        tokenizer_json = trained.to_json()
     model = CLIP(cfg).eval()
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)
-    config = PipelineConfig(model=cfg, tokenizer=TokenizerConfig(context_length=cfg.text.context_length),
-                            preprocess=PreprocessConfig(image_size=cfg.vision.image_size))  # fmt: skip
-    return save_checkpoint(model, config, tmp_path / "ckpt")
+    config = PipelineConfig(model=cfg, tokenizer=tokenizer, preprocess=PreprocessConfig(image_size=cfg.vision.image_size))
+    return save_checkpoint(model, config, tmp_path / "ckpt", tokenizer_json=tokenizer_json)
+
+
+def make_checkpoint(tmp_path, family: str):
+    if family == "siglip":
+        return siglip_checkpoint(tmp_path)
+    return clip_checkpoint(tmp_path, trained_vocab=family == "clip-trained-vocab")
 
 
 def siglip_checkpoint(tmp_path):
@@ -69,9 +84,12 @@ def features_through_transformers(folder, image, texts, padding):
     return getattr(img, "pooler_output", img), getattr(txt, "pooler_output", txt), batch, processor
 
 
-@pytest.mark.parametrize("family", ["clip", "siglip"])
+FAMILIES = ["clip", "clip-trained-vocab", "siglip"]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_automodel_and_autoprocessor_reproduce_clipforge_features(tmp_path, family):
-    ckpt = clip_checkpoint(tmp_path) if family == "clip" else siglip_checkpoint(tmp_path)
+    ckpt = make_checkpoint(tmp_path, family)
     out = tmp_path / "hf"
     assert main(["export", "--to", "hf", str(ckpt), "--out", str(out)]) == 0
     for name in ("config.json", "model.safetensors", "processor_config.json", "preprocessor_config.json",
@@ -98,19 +116,19 @@ def test_automodel_and_autoprocessor_reproduce_clipforge_features(tmp_path, fami
     else:  # unpadded rows: each row's ids equal clipforge's up to its end-of-text
         for row, n in enumerate(batch["attention_mask"].sum(1).tolist()):
             assert batch["input_ids"][row, :n].tolist() == ids[row, :n].tolist()
-        assert processor.tokenizer.vocab_size == 49408
+        assert len(processor.tokenizer) == pipeline.tokenizer.vocab_size
     assert type(processor).__name__ == ("SiglipProcessor" if family == "siglip" else "CLIPProcessor")
 
 
-@pytest.mark.parametrize("family", ["clip", "siglip"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_exported_folder_imports_back_with_its_tokenizer_and_preprocessing(tmp_path, family):
-    ckpt = clip_checkpoint(tmp_path) if family == "clip" else siglip_checkpoint(tmp_path)
+    ckpt = make_checkpoint(tmp_path, family)
     out = tmp_path / "hf"
     assert main(["export", "--to", "hf", str(ckpt), "--out", str(out)]) == 0
     original = load(ckpt)
     back = import_weights("hf", out)
     assert back.config.preprocess == original.config.preprocess
-    assert back.config.tokenizer == original.config.tokenizer
+    assert back.config.tokenizer == original.config.tokenizer  # a trained vocabulary comes back as kind "file"
     save_checkpoint(build_model(back), back.config, tmp_path / "back", tokenizer_json=back.tokenizer_json)
     assert torch.equal(load(tmp_path / "back").tokenizer(TEXTS), original.tokenizer(TEXTS))
 

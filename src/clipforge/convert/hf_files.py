@@ -21,6 +21,7 @@ from tokenizers import Tokenizer as Backend
 
 from clipforge.errors import UserError
 from clipforge.model.config import CLIPConfig
+from clipforge.text import bpe
 from clipforge.text.config import TokenizerConfig
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,24 @@ def _read_json(path: Path) -> dict[str, Any]:
 def _openai_vocabulary(backend: Backend) -> bool:
     """OpenAI's 49,408-token BPE (the bundled tokenizer reproduces OpenAI's own ids, cleaning included)."""
     return backend.get_vocab_size(with_added_tokens=True) == OPENAI_VOCAB_SIZE and backend.token_to_id(OPENAI_EOT) == 49407
+
+
+def _clip_bpe_json(backend: Backend) -> str | None:
+    """clipforge's tokenizer JSON when ``backend`` is a BPE in clipforge's (and OpenAI's) layout: byte symbols,
+    the same with "</w>", one token per merge, start- and end-of-text last (a vocabulary clipforge trained and
+    exported); None otherwise."""
+    model = json.loads(backend.to_str()).get("model", {})
+    if model.get("type") != "BPE" or model.get("end_of_word_suffix") != bpe.END_OF_WORD:
+        return None
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model.get("merges", [])]
+    if not merges or any(len(m) != 2 for m in merges):
+        return None
+    try:
+        layout = bpe.vocab_from_merges(merges)  # type: ignore[arg-type]
+    except ValueError:
+        return None
+    vocab = {**model.get("vocab", {}), **{t: backend.token_to_id(t) for t in (bpe.SOT, bpe.EOT)}}
+    return bpe.make_backend(merges).to_str() if vocab == layout else None  # type: ignore[arg-type]
 
 
 def _transformers_backend(folder: Path) -> tuple[Backend, int, str] | None:
@@ -128,6 +147,9 @@ def read_hf_tokenizer(folder: Path, cfg: CLIPConfig) -> HFTokenizerImport:
         )
     if text.pool == "argmax" and _openai_vocabulary(backend):
         return HFTokenizerImport(TokenizerConfig(context_length=text.context_length), None)
+    clip_bpe = _clip_bpe_json(backend) if text.pool == "argmax" and size == text.vocab_size else None
+    if clip_bpe is not None:  # a vocabulary clipforge trained (and exported): back to clipforge's own tokenizer
+        return HFTokenizerImport(TokenizerConfig(kind="file", context_length=text.context_length, vocab_size=size), clip_bpe)
     if side not in ("right", "left"):
         raise UserError(f"{folder}: padding side {side!r} is neither 'right' nor 'left'")
     config = TokenizerConfig(kind="hf", context_length=text.context_length, vocab_size=text.vocab_size, pad_id=pad,

@@ -206,6 +206,20 @@ class IndexStore:
                             hint="query with the checkpoint recorded in index.json, or rebuild the index")
         return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
 
+    def vectors(self, ids: list[int]) -> np.ndarray:
+        """(N, D) float32 stored vectors of indexed ``ids`` (decoded from the codes: approximate for sq8/pq).
+
+        An IVF index gets a hash-table id map on first use (FAISS keeps none by default); a flat IDMap2 index
+        reconstructs by id as it is.
+        """
+        faiss = faiss_module()
+        ivf = faiss.try_extract_index_ivf(self.index)
+        if ivf is not None and ivf.direct_map.type == faiss.DirectMap.NoMap:
+            ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+        if not ids:
+            return np.zeros((0, self.index.d), np.float32)
+        return np.stack([self.index.reconstruct(int(i)) for i in ids]).astype(np.float32)
+
     def add(self, vectors: np.ndarray, rows: dict[str, list], captions: np.ndarray | None) -> None:
         """Append rows (metadata columns incl. "id") and their unit vectors."""
         if vectors.shape[1] != self.index.d:

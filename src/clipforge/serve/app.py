@@ -5,9 +5,14 @@ Endpoints (all JSON unless noted):
   GET  /health                status, vector count, index kind
   GET  /search?q=TEXT&k=K     text -> image
   POST /search                image -> image (multipart field ``image``; ``k`` as a query parameter)
+  GET  /similar/{id}          image -> image for indexed item ``id`` ("more like this", its stored vector)
+  The three searches also take ``offset`` (the next page; the answer says whether there is ``more``),
+  ``dedup`` (hide results whose cosine to a better-ranked one is at least this) and ``safe`` (hide results
+  flagged by the --concepts thresholds; every result then carries ``flagged``): see serve/results.py.
   POST /classify              zero-shot: multipart ``image`` + form field ``labels`` ("cat,dog,car")
   POST /moderate              concept flags for multipart ``image`` (needs ``--concepts``)
   GET  /thumb/{id}            a JPEG thumbnail of indexed item ``id`` (never a user-given path)
+  GET  /image/{id}            item ``id`` at full size (re-encoded, at most FULL_SIDE a side: never the raw file)
 Errors are ``{"error": message}`` with status 400 (bad input, an image over the pixel budget, a foreign Host
 header), 404, 413 (upload over the limit, counted as the bytes arrive), 422 (out-of-range parameters), 503 (every
 decode slot busy for DECODE_WAIT_S) or 500 (no traceback: it is logged on the server only).
@@ -39,6 +44,7 @@ from clipforge.errors import UserError
 from clipforge.index.moderate import Moderator, read_concepts
 from clipforge.index.search import MAX_K, Searcher
 from clipforge.serve.guard import LOOPBACK_HOSTS, RequestGuard, too_large
+from clipforge.serve.results import DEFAULT_DEDUP, MAX_OFFSET, Filters, result_page
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
@@ -46,8 +52,11 @@ MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 # Multipart framing around a 20 MB file is a few hundred bytes; 64 KiB also leaves room for form fields.
 MAX_BODY_BYTES = MAX_UPLOAD_BYTES + 64 * 1024
 THUMB_SIDE = 256
+# "Open full size" re-encodes the indexed file (an SVG or a crafted file is never sent as it is); 2,048 px a side
+# shows any screen's worth of detail and bounds the work per request.
+FULL_SIDE = 2048
 THUMB_CACHE = 512
-STATIC_FILES = {"app.js": "text/javascript", "app.css": "text/css"}
+STATIC_FILES = {"app.js": "text/javascript", "app.css": "text/css", "favicon.svg": "image/svg+xml"}
 # Decoding a 40 Mpx image takes ~0.2-0.5 GB for a moment; two at a time keep a small server's memory bounded
 # while a second upload still overlaps the first one's model call.
 DECODE_SLOTS = 2
@@ -197,20 +206,36 @@ def create_app(searcher: Searcher, moderator: Moderator | None = None, max_uploa
             "moderation": [c.name for c in moderator.concepts] if moderator else [],
         }
 
-    def _results(hits: list, started: float) -> dict[str, Any]:
-        return {"results": [h.to_json() for h in hits], "took_ms": round(1000 * (time.perf_counter() - started), 2)}
+    store.vectors([])  # builds an IVF index's id map now, before requests share the index
+    offset_q = Query(0, ge=0, le=MAX_OFFSET)
+    dedup_q = Query(None, gt=0.0, le=1.0, description=f"cosine threshold; the page's toggle sends {DEFAULT_DEDUP}")
+    safe_q = Query(False, description="hide results flagged by the moderation concepts (needs --concepts)")
+
+    def _results(vector: Any, k: int, offset: int, dedup: float | None, safe: bool, started: float) -> dict[str, Any]:
+        body = result_page(searcher, vector, k, offset, Filters(dedup, safe), moderator)
+        return {**body, "took_ms": round(1000 * (time.perf_counter() - started), 2)}
 
     @app.get("/search")
-    def search_text(q: str = Query("", max_length=1000), k: int = Query(10, ge=1, le=MAX_K)) -> dict[str, Any]:
+    def search_text(q: str = Query("", max_length=1000), k: int = Query(10, ge=1, le=MAX_K), offset: int = offset_q,
+                    dedup: float | None = dedup_q, safe: bool = safe_q) -> dict[str, Any]:
         started = time.perf_counter()
         if not q.strip():
             raise HTTPException(400, "empty query: pass ?q=some+text")
-        return _results(searcher.text_to_image(q, k), started)
+        return _results(searcher.embed_texts([q.strip()]), k, offset, dedup, safe, started)
 
     @app.post("/search")
-    def search_image(image: UploadFile = File(...), k: int = Query(10, ge=1, le=MAX_K)) -> dict[str, Any]:
+    def search_image(image: UploadFile = File(...), k: int = Query(10, ge=1, le=MAX_K), offset: int = offset_q,
+                     dedup: float | None = dedup_q, safe: bool = safe_q) -> dict[str, Any]:
         started = time.perf_counter()
-        return _results(searcher.image_to_image(read_upload(image), k), started)
+        return _results(searcher.embed_image(read_upload(image)), k, offset, dedup, safe, started)
+
+    @app.get("/similar/{item_id}")
+    def similar(item_id: int, k: int = Query(10, ge=1, le=MAX_K), offset: int = offset_q,
+                dedup: float | None = dedup_q, safe: bool = safe_q) -> dict[str, Any]:
+        started = time.perf_counter()
+        if store.row(item_id) is None:
+            raise HTTPException(404, f"no indexed item with id {item_id}")
+        return _results(store.vectors([item_id]), k, offset, dedup, safe, started)
 
     @app.post("/classify")
     def classify(image: UploadFile = File(...), labels: str = Form(...)) -> dict[str, Any]:
@@ -236,28 +261,35 @@ def create_app(searcher: Searcher, moderator: Moderator | None = None, max_uploa
         vector = searcher.embed_image(read_upload(image))
         return moderator.judge(vector[0])
 
+    def _item_bytes(item_id: int) -> tuple[bytes, str]:
+        row = store.row(item_id)
+        if row is None:
+            raise HTTPException(404, f"no indexed item with id {item_id}")
+        try:
+            return read_bytes(searcher.root, row["path"]), row["path"]
+        except (OSError, KeyError, UserError) as exc:
+            raise HTTPException(404, f"item {item_id} is no longer readable") from exc
+
     @app.get("/thumb/{item_id}")
     def thumb(item_id: int) -> Response:
         cached = thumbs.get(item_id)
         if cached is None:
-            row = store.row(item_id)
-            if row is None:
-                raise HTTPException(404, f"no indexed item with id {item_id}")
-            try:
-                data = read_bytes(searcher.root, row["path"])
-            except (OSError, KeyError, UserError) as exc:
-                raise HTTPException(404, f"item {item_id} is no longer readable") from exc
-            cached = _thumbnail(data, row["path"])
+            cached = _encode(*_item_bytes(item_id), THUMB_SIDE, "JPEG")
             thumbs.put(item_id, cached)
         return Response(cached, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+    @app.get("/image/{item_id}")
+    def full_image(item_id: int) -> Response:
+        return Response(_encode(*_item_bytes(item_id), FULL_SIDE, "PNG"), media_type="image/png",
+                        headers={"Cache-Control": "max-age=3600"})
 
     return app
 
 
-def _thumbnail(data: bytes, name: str) -> bytes:
-    """A JPEG of at most THUMB_SIDE pixels a side (transparent images were flattened by the loader)."""
+def _encode(data: bytes, name: str, side: int, fmt: str) -> bytes:
+    """The image at most ``side`` pixels a side as JPEG or PNG (transparent images were flattened by the loader)."""
     image = load_image(data, name)
-    image.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS)
+    image.thumbnail((side, side), Image.Resampling.LANCZOS)
     buf = io.BytesIO()
-    image.save(buf, format="JPEG", quality=85)
+    image.save(buf, format=fmt, **({"quality": 85} if fmt == "JPEG" else {}))
     return buf.getvalue()

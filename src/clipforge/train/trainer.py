@@ -54,6 +54,7 @@ from clipforge.train.setup import (
 from clipforge.train.task import forward_backward
 from clipforge.train.teacher import build_teacher, teacher_prep
 from clipforge.utils.configs import to_dict, write_resolved
+from clipforge.utils.layout import FINAL_DIR
 from clipforge.utils.rng import capture_rng, isolated_rng, restore_rng
 from clipforge.utils.syncs import SyncCounter
 
@@ -61,7 +62,6 @@ log = logging.getLogger(__name__)
 
 EvalFn = Callable[[Pipeline], dict[str, float]]
 StepCallback = Callable[[int, dict[str, float]], None]
-FINAL_DIR = "final"
 
 
 class TrainingDiverged(UserError):
@@ -414,4 +414,8 @@ def run_training(
     start = train_state.resolve_resume(cfg.run_dir, resume)
     if start is not None:
         trainer.load(start)
+    if world.is_main and resume:  # batch logs should say where a run picked up
+        where = f"resumed from step {trainer.step} ({start})" if start is not None else \
+            f"no checkpoint in {trainer.run_dir / train_state.CHECKPOINT_DIR} to resume: starting at step 0"
+        print(where, flush=True)
     return trainer.fit()

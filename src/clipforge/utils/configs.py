@@ -132,6 +132,30 @@ def require(cfg: Any, *keys: str, command: str = "") -> None:
             raise UserError(f"{key} is not set", hint=f"give it as {where} or in the config YAML")
 
 
+def set_keys(yaml_path: str | Path | None, overrides: Sequence[str] = ()) -> tuple[set[str], dict[str, Any]]:
+    """Which dotted keys a YAML file and a list of overrides set: (the file's keys, override key -> value).
+
+    A nested mapping contributes its own key and every key below it (``model``, ``model.vision``, ...), so a
+    caller can tell a replaced ``model`` (an override of the key itself) from one reached into.
+    """
+    file_keys: set[str] = set()
+
+    def walk(mapping: Mapping[str, Any], prefix: str) -> None:
+        for key, value in mapping.items():
+            file_keys.add(prefix + str(key))
+            if isinstance(value, Mapping):
+                walk(value, f"{prefix}{key}.")
+
+    if yaml_path is not None:
+        walk(_read_yaml(Path(yaml_path)), "")
+    given = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if sep:
+            given[key.strip()] = _parse_scalar(raw)
+    return file_keys, given
+
+
 def load_resolved(cls: type[T], path: str | Path) -> T:
     """Read a config written by ``write_resolved`` (YAML) or as JSON back into ``cls``."""
     return from_dict(cls, _read_yaml(Path(path)), source=str(path))
