@@ -37,7 +37,8 @@ SKIP = {
                                           "test_convert_mobileclip.py",
     "clipforge export --reparameterize runs/student/final": "needs a trained MobileCLIP student; "
                                                            "tests/test_mobileclip.py",
-    "PYTHONPATH=src python benchmarks/mobileclip_parity.py": "the OpenCLIP + timm reference venv (5.6 GB)",
+    "PYTHONPATH=src python benchmarks/": "benchmarks are measurements (minutes; some need the OpenCLIP + timm "
+                                         "reference venv); each writes benchmarks/results/*.json + .md",
     "clipforge data emoji data/emoji": "renders ~20k SVGs (minutes); tests/test_data_emoji.py builds a small set",
     "clipforge data reinforce": "a teacher pass over the whole icon set; tests/test_reinforce.py",
     "clipforge train configs/runs/tiny-emoji.yaml data.train=my_pairs.csv model=ViT-B-32":
