@@ -62,6 +62,17 @@ def test_auto_on_cpu_keeps_the_fastest_mode_that_passes(ckpt, one_thread):
     assert all(c.passed == (min(c.min_cosine_image, c.min_cosine_text) >= MIN_COSINE) for c in checks.values())
 
 
+
+def test_auto_without_dynamic_quantization_chooses_among_the_others(ckpt, one_thread, monkeypatch):
+    """A torch whose eager dynamic quantization is gone (moved to torchao): int8 is a one-line error, and auto
+    chooses between fp32 and bf16 instead of failing."""
+    monkeypatch.delattr(torch.ao.quantization, "quantize_dynamic")
+    with pytest.raises(UserError, match="has no torch.ao.quantization.quantize_dynamic"):
+        clipforge.load(ckpt, precision="int8")
+    pipe = clipforge.load(ckpt, precision="auto")
+    assert {c.precision for c in pipe.precision_checks} == {"fp32", "bf16"}
+    assert pipe.precision in ("fp32", "bf16")
+
 def test_bad_modes_are_one_line_errors(ckpt):
     with pytest.raises(UserError, match="unknown precision 'fp8'"):
         clipforge.load(ckpt, precision="fp8")
