@@ -206,6 +206,10 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=None, help="a trained checkpoint for the zero-shot comparison")
     parser.add_argument("--smoke", action="store_true", help="test-vit, 2 rounds, 16 images (CI)")
     parser.add_argument("--onnxruntime", action="store_true", help="also time the ONNX export in onnxruntime")
+    parser.add_argument("--init", choices=["randomized", "default"], default="randomized",
+                        help="randomized: every tensor perturbed (tests/convert_reference.randomize), a deep random "
+                        "net that amplifies rounding; default: the model's own initialization")  # fmt: skip
+    parser.add_argument("--name", default="cpu_inference", help="results file stem")
     parser.add_argument("--out", default=str(RESULTS), help="results folder")
     args = parser.parse_args()
     if args.smoke:
@@ -213,7 +217,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cfg = get_config(args.model)
     torch.manual_seed(0)
-    ours = randomize(CLIP(cfg), seed=0)
+    ours = randomize(CLIP(cfg), seed=0) if args.init == "randomized" else CLIP(cfg).eval()
     encoders = reference_models(cfg, ours)
     for mode in MODES:
         model = convert(copy.deepcopy(ours), mode).eval()
@@ -238,7 +242,7 @@ def main() -> None:
         embed = embed_speeds(ckpt, folder, sorted({"fp32", best}), max(2, args.rounds // 2), args.batch, args.workers,
                              work)  # fmt: skip
     result = {
-        "model": args.model, "batch": args.batch, "threads": args.threads, "rounds": args.rounds,
+        "model": args.model, "init": args.init, "batch": args.batch, "threads": args.threads, "rounds": args.rounds,
         "best_precision": best,
         "ratios": {
             "image_vs_open_clip_fp32": mine["image_per_s"] / ref["image_per_s"],
@@ -258,14 +262,15 @@ def main() -> None:
     }  # fmt: skip
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    name = "cpu_inference_smoke" if args.smoke else "cpu_inference"
+    name = f"{args.name}_smoke" if args.smoke else args.name
     (out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
     (out / f"{name}.md").write_text(render(result) + "\n")
     print(render(result))
 
 
 def render(r: dict) -> str:
-    lines = [f"# CPU inference: {r['model']}, batch {r['batch']}, {r['threads']} thread(s), {r['rounds']} interleaved rounds",
+    lines = [f"# CPU inference: {r['model']} ({r.get('init', 'randomized')} weights), batch {r['batch']}, "
+             f"{r['threads']} thread(s), {r['rounds']} interleaved rounds",
              "", f"{r['note']}; torch {r['torch']}, CPU capability {r['cpu_capability']}.", "",
              "| model | image/s | text/s | min cosine to OpenCLIP fp32 (image / text) |", "|---|---|---|---|"]  # fmt: skip
     for name, t in r["towers"].items():

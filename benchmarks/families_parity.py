@@ -90,12 +90,13 @@ def hf_rows(tmp: Path) -> list[dict]:
             img, txt = ours.encode_image(pixels), ours.encode_text(ids)
         rows.append(_row(family, "import HF", f"transformers {type(ref).__name__} (eager)", _d(img, ref_img),
                          _d(txt, ref_txt)))  # fmt: skip
+        # SigLIP 2 exports as a SiglipModel too (its fixed-resolution form: patch embedding as a convolution).
+        out = export_hf(ours.state_dict(), imported.config, tmp / f"{kind}-export", imported.tokenizer_json)
+        back = hf_siglip.transformers.SiglipModel.from_pretrained(out, attn_implementation="eager").eval()
+        exp_img, exp_txt = hf_siglip.hf_features(back, pixels, ids)
+        rows.append(_row(family, "export HF", "transformers SiglipModel.from_pretrained (eager)",
+                         _d(exp_img, img), _d(exp_txt, txt), "same tensors"))  # fmt: skip
         if kind == "siglip":
-            out = export_hf(ours.state_dict(), imported.config, tmp / "siglip-export", imported.tokenizer_json)
-            back = hf_siglip.transformers.SiglipModel.from_pretrained(out, attn_implementation="eager").eval()
-            exp_img, exp_txt = hf_siglip.hf_features(back, pixels, ids)
-            rows.append(_row(family, "export HF", "transformers SiglipModel.from_pretrained (eager)",
-                             _d(exp_img, img), _d(exp_txt, txt), "same tensors"))  # fmt: skip
             ckpt = save_checkpoint(ours, imported.config, tmp / "siglip-ckpt", tokenizer_json=imported.tokenizer_json)
             rows.append(_processor_row(family, ckpt, tmp / "siglip-hf", "max_length"))
     ref, folder = hf_clip.make_hf(tmp / "clip", act="gelu")

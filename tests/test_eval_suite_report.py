@@ -154,7 +154,7 @@ def test_report_is_valid_self_contained_html_with_every_section(tmp_path):
     assert {"run", "curves", "benchmarks", "confusion", "examples", "retrieval", "config"} <= parser.ids
     assert "<script" not in html and not re.search(r'(src|href)="(?!data:)', html)  # nothing external
     assert html.count("data:image/png;base64,") >= 5 * 2 * 4  # thumbnails in the retrieval grids
-    assert "skipped zeroshot.fashion_mnist" in html and "tiny-vit" in html and ">loss<" in html
+    assert "zeroshot.fashion_mnist: Fashion-MNIST not found" in html and "tiny-vit" in html and ">loss<" in html
 
 
 def test_cli_suite_writes_results_and_report(tmp_path, monkeypatch):

@@ -1,4 +1,5 @@
-"""Choosing a model brings its image size, text context and tokenizer; a mismatch the user set is a warning."""
+"""Choosing a model brings its image size, text context and tokenizer (a mismatch the user set is a warning); a
+resumed run reads the config it was trained with."""
 
 from __future__ import annotations
 
@@ -68,3 +69,23 @@ def test_print_config_shows_what_will_be_trained(capsys):
     printed = yaml.safe_load(body)
     assert printed["image_size"] == 224 and printed["preprocess"]["image_size"] == 224
     assert printed["tokenizer"] == "openai" and printed["model"] == "ViT-B-32"
+
+
+def test_a_resumed_run_reads_the_config_it_was_trained_with(tmp_path, caplog):
+    from clipforge.train.config import config_for_resume
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text(f"run_dir: {run}\nsteps: 4\n")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"run_dir: {run}\nsteps: 1\n")
+    assert config_for_resume(recipe, ["steps=9"], "latest") == (recipe, ["steps=9"])  # no checkpoint yet: fresh
+    (run / "checkpoints" / "step_00000004.pt").write_bytes(b"")
+
+    saved = run / "config.yaml"
+    for resume in (str(run), str(run / "checkpoints" / "step_00000004.pt")):
+        assert config_for_resume(None, ["steps=9"], resume) == (saved, [f'run_dir="{run}"', "steps=9"])
+    with caplog.at_level(logging.WARNING, logger="clipforge.train"):
+        assert config_for_resume(recipe, ["steps=9"], "latest") == (saved, ["steps=9"])
+    assert f"{recipe} is not read" in caplog.text
+    assert load_train_config(*config_for_resume(None, ["steps=9"], str(run))).steps == 9

@@ -30,6 +30,7 @@ from clipforge.model.config import CLIPConfig
 from clipforge.text.config import TOKENIZER_FILE, TokenizerConfig
 from clipforge.utils.configs import from_dict, to_dict
 from clipforge.utils.io import atomic_path, atomic_write_text
+from clipforge.utils.layout import CHECKPOINT_DIR, FINAL_DIR
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -141,7 +142,7 @@ def read_config(ckpt_dir: str | Path) -> PipelineConfig:
 
 def _raw_config(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise UserError(f"{path.parent} is not a clipforge checkpoint: {path} is missing", hint=CONVERT_HINT)
+        raise UserError(f"{path.parent} is not a clipforge checkpoint: {path} is missing", hint=_missing_hint(path.parent))
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -150,6 +151,16 @@ def _raw_config(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UserError(f"{path}: not a checkpoint config (a JSON object)", hint=CONVERT_HINT)
     return data
+
+
+def _missing_hint(folder: Path) -> str:
+    """What a folder without config.json most likely is, and what to pass instead."""
+    if (folder / FINAL_DIR / CONFIG_FILE).is_file():
+        return f"{folder} is a training run: its model is {folder / FINAL_DIR} (pass that path)"
+    if (folder / CHECKPOINT_DIR).is_dir():
+        return (f"{folder} is a training run without a final model yet: finish it with "
+                f"'clipforge train --resume {folder}', then use {folder / FINAL_DIR}")  # fmt: skip
+    return CONVERT_HINT
 
 
 def read_weights(ckpt_dir: str | Path) -> dict[str, torch.Tensor]:

@@ -12,6 +12,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
+import threading
+import urllib.parse
 from pathlib import Path
 
 from clipforge.checkpoint import CONFIG_FILE, WEIGHTS_FILE, save_checkpoint
@@ -37,6 +40,10 @@ WEIGHT_FILES = HF_WEIGHT_FILES  # either one, safetensors preferred
 # The tokenizer files: a folder's own vocabulary (SigLIP's, a custom CLIP's) comes with the weights.
 OPTIONAL_FILES = (HF_PREPROCESSOR_FILE, HF_PROCESSOR_FILE, TOKENIZER_JSON, "tokenizer_config.json", "special_tokens_map.json")
 OFFLINE_VALUES = ("1", "true", "yes", "on")
+HUB_ENDPOINT = "https://huggingface.co"  # huggingface_hub's default; $HF_ENDPOINT replaces it
+# Without a network the hub client retries for tens of seconds before giving up; one TCP connect answers in
+# milliseconds (a DNS failure) or this many seconds (a silent firewall).
+PROBE_TIMEOUT_S = 2.0
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:
@@ -59,6 +66,26 @@ def _repo_id(name: str) -> str:
         f"{name!r} is neither a clipforge checkpoint directory nor a known pretrained name",
         hint=f"known names: {', '.join(KNOWN_PRETRAINED)}; any Hugging Face CLIPModel repo works as hf-hub:ORG/NAME",
     )
+
+
+def hub_reachable(timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to the hub's host opens within ``timeout`` seconds (DNS lookup included)."""
+    url = urllib.parse.urlsplit(os.environ.get("HF_ENDPOINT") or HUB_ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((url.hostname or "", port), timeout=timeout).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    # A thread, because the DNS lookup inside create_connection has no timeout of its own.
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    return bool(result and result[0])
 
 
 def _complete(folder: Path) -> bool:
@@ -113,14 +140,18 @@ def resolve_pretrained(
     converted = root / "converted" / slug
     if (converted / CONFIG_FILE).is_file() and (converted / WEIGHTS_FILE).is_file():
         return converted
-    if network is None:
-        network = os.environ.get("HF_HUB_OFFLINE", "").lower() not in OFFLINE_VALUES
     manual = root / "hf" / slug
-    folder = manual if _complete(manual) else _from_hub(repo, network, hub_cache_dir)
+    unreachable = ""
+    if network is None and not _complete(manual):
+        network = os.environ.get("HF_HUB_OFFLINE", "").lower() not in OFFLINE_VALUES
+        if network and not hub_reachable():
+            network, unreachable = False, " (the hub is not reachable: no network?)"
+            log.info("the Hugging Face hub is not reachable: looking for %s in the local caches only", repo)
+    folder = manual if _complete(manual) else _from_hub(repo, bool(network), hub_cache_dir)
     if folder is None:
         base = f"https://huggingface.co/{repo}/resolve/main"
         raise UserError(
-            f"pretrained model {name!r} is not available offline",
+            f"pretrained model {name!r} is not available offline{unreachable}",
             hint=f"download {base}/config.json and {base}/model.safetensors (optionally "
             f"{base}/preprocessor_config.json) into {manual}/, or run once with network access",
         )

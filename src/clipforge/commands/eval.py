@@ -1,8 +1,8 @@
 """Evaluate a checkpoint: zero-shot classification, retrieval, linear probe; JSON results and an HTML report.
 
 examples:
-  clipforge eval runs/demo/final suite.name=demo suite.emoji_root=data/emoji run_dir=runs/demo
-  clipforge eval runs/demo/final suite.name=transfer suite.limit=1000
+  clipforge eval runs/demo/train/final suite.name=demo suite.emoji_root=data/emoji run_dir=runs/demo
+  clipforge eval runs/demo/train/final suite.name=transfer suite.limit=1000
   clipforge eval imported/ViT-B-32 zeroshot=[photos/]                  # folder-per-class zero-shot
   clipforge eval CHECKPOINT zeroshot=[fashion-mnist] suite.templates=short
   clipforge eval CHECKPOINT retrieval=[data/emoji/heldout.jsonl]

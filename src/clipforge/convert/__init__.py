@@ -11,14 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from clipforge.checkpoint import save_checkpoint
+from clipforge.checkpoint import CONFIG_FILE, WEIGHTS_FILE, save_checkpoint
 from clipforge.convert.common import build_model
-from clipforge.convert.hf import import_hf
+from clipforge.convert.hf import HF_CONFIG_FILE, import_hf
 from clipforge.convert.open_clip import import_open_clip
 from clipforge.convert.openai import import_openai
 from clipforge.errors import UserError
 from clipforge.model.config import CLIPConfig, ResNetConfig, ViTConfig
 from clipforge.model.registry import get_config
+from clipforge.utils.layout import FINAL_DIR
 
 if TYPE_CHECKING:
     from clipforge.convert.common import Imported
@@ -67,12 +68,33 @@ def import_weights(kind: str, src: str | Path, config: str | None = None, tokeni
     cfg = resolve_config_arg(config, kind)
     if not Path(src).exists():
         raise UserError(f"{src}: no such file or directory")
+    if kind != "hf" and Path(src).is_dir():
+        raise folder_given(Path(src), kind)
     if kind == "openai":
         return import_openai(src, cfg)  # type: ignore[arg-type]
     if kind == "open_clip":
         name = config if cfg is not None and not isinstance(cfg, Path) else None
         return import_open_clip(src, cfg, name=name, tokenizer=tokenizer)
     return import_hf(src, cfg)
+
+
+def folder_given(folder: Path, kind: str) -> UserError:
+    """The error for a folder where ``--from openai`` / ``--from open_clip`` read one weights file: what it holds."""
+    if (folder / CONFIG_FILE).is_file() and (folder / WEIGHTS_FILE).is_file():
+        return UserError(f"{folder} is already a clipforge checkpoint: nothing to convert",
+                         hint=f"use it as it is (clipforge eval {folder}, clipforge.load)")  # fmt: skip
+    if (folder / FINAL_DIR / CONFIG_FILE).is_file():
+        return UserError(f"{folder} is a clipforge training run: nothing to convert",
+                         hint=f"its model {folder / FINAL_DIR} is a clipforge checkpoint already; use that path")
+    if (folder / HF_CONFIG_FILE).is_file():
+        return UserError(f"{folder} is a folder, and --from {kind} reads one weights file",
+                         hint=f"a folder with config.json is a Hugging Face model: clipforge convert --from hf {folder}")
+    weights = sorted(p.name for p in folder.iterdir() if p.suffix in (".pt", ".bin", ".safetensors", ".pth"))
+    if weights:
+        return UserError(f"{folder} is a folder, and --from {kind} reads one weights file",
+                         hint=f"pass one of its files, e.g. {folder / weights[0]}")
+    return UserError(f"{folder} is a folder with no weights file in it (.pt, .bin, .safetensors)",
+                     hint=f"--from {kind} reads one weights file (.pt, .bin or .safetensors); --from hf reads a folder")
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 # OpenAI's tokenizer vocabulary size: the bundled "openai" tokenizer only fits models with this many ids.
 OPENAI_VOCAB_SIZE = 49408
 # What an "unsupported family" error lists as the alternatives.
-SUPPORTED_FAMILIES = ("OpenAI-style ViT and ModifiedResNet CLIP, SigLIP / SigLIP 2, EVA-01 / EVA-02, "
+SUPPORTED_FAMILIES = ("OpenAI-style ViT and ModifiedResNet CLIP, SigLIP / SigLIP 2, EVA-02 (B-16, L-14, L-14-336), "
                       "Perception Encoder (PE-Core), MobileCLIP / MobileCLIP2")  # fmt: skip
 # Lists in error messages are cut here so a wholly wrong file gives a readable message.
 MAX_LISTED = 12

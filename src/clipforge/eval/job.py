@@ -2,7 +2,7 @@
 
     from clipforge.eval.config import EvalConfig, SuiteConfig
     from clipforge.eval.job import run_eval
-    result = run_eval(EvalConfig(checkpoint="runs/demo/final", suite=SuiteConfig(name="transfer", limit=500)))
+    result = run_eval(EvalConfig(checkpoint="runs/demo/train/final", suite=SuiteConfig(name="transfer", limit=500)))
 
 OUT_DIR receives results.json (scores, skips, sources, run facts: the same for the same config and checkpoint),
 timings.json (seconds per benchmark, model load and suite wall time), report.html, and eval_config.yaml, the

@@ -21,10 +21,9 @@ from clipforge.model.config import CLIPConfig
 from clipforge.model.registry import get_config
 from clipforge.train.model_defaults import ModelChoice, apply_model_defaults
 from clipforge.utils.configs import RESOLVED_CONFIG_FILE, resolve_config, set_keys, to_dict
+from clipforge.utils.layout import CHECKPOINT_DIR
 
 log = logging.getLogger("clipforge.train")
-# Training-state checkpoints live in run_dir/CHECKPOINT_DIR/step_00000123.pt (train/state.py writes them).
-CHECKPOINT_DIR = "checkpoints"
 
 
 @dataclass(frozen=True)

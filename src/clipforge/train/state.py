@@ -15,8 +15,8 @@ from typing import Any
 import torch
 
 from clipforge.errors import UserError
-from clipforge.train.config import CHECKPOINT_DIR
 from clipforge.utils.io import atomic_path, remove_stale_temps
+from clipforge.utils.layout import CHECKPOINT_DIR, FINAL_DIR
 
 _NAME = re.compile(r"^step_(\d+)\.pt$")
 
@@ -66,7 +66,7 @@ def clean_run_dir(run_dir: str | Path) -> list[Path]:
     Run on the main rank before training starts, when nothing else writes there. Returns what was removed.
     """
     run_dir = Path(run_dir)
-    return [p for folder in (run_dir, run_dir / CHECKPOINT_DIR, run_dir / "final") for p in remove_stale_temps(folder)]
+    return [p for folder in (run_dir, run_dir / CHECKPOINT_DIR, run_dir / FINAL_DIR) for p in remove_stale_temps(folder)]
 
 
 def resolve_resume(run_dir: str | Path, resume: str | None) -> Path | None:

@@ -54,6 +54,7 @@ from clipforge.train.setup import (
 from clipforge.train.task import forward_backward
 from clipforge.train.teacher import build_teacher, teacher_prep
 from clipforge.utils.configs import to_dict, write_resolved
+from clipforge.utils.layout import FINAL_DIR
 from clipforge.utils.rng import capture_rng, isolated_rng, restore_rng
 from clipforge.utils.syncs import SyncCounter
 
@@ -61,7 +62,6 @@ log = logging.getLogger(__name__)
 
 EvalFn = Callable[[Pipeline], dict[str, float]]
 StepCallback = Callable[[int, dict[str, float]], None]
-FINAL_DIR = "final"
 
 
 class TrainingDiverged(UserError):
