@@ -167,7 +167,11 @@ def apply_precision(model: CLIP, precision: str, tokenizer: Callable[[list[str]]
     checks = [PrecisionCheck("fp32", 1.0, 1.0, seconds)]
     candidates: dict[str, CLIP] = {"fp32": model}
     for name in ("int8", "bf16"):
-        candidate = convert(copy.deepcopy(model) if name == "bf16" else model, name)
+        try:
+            candidate = convert(copy.deepcopy(model) if name == "bf16" else model, name)
+        except UserError as exc:  # a torch without eager dynamic quantization: auto picks among the others
+            log.info("precision auto: %s skipped (%s)", name, exc.args[0])
+            continue
         checks.append(measure(candidate, (image, text), probe, name))
         if checks[-1].passed:
             candidates[name] = candidate

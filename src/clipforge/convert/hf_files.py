@@ -29,9 +29,10 @@ log = logging.getLogger(__name__)
 TOKENIZER_JSON = "tokenizer.json"
 TOKENIZER_CONFIG = "tokenizer_config.json"
 SENTENCEPIECE_FILES = ("spiece.model", "tokenizer.model")
-# transformers 5 writes processor_config.json (the image processor nested inside), older versions
-# preprocessor_config.json; a folder with both is read as transformers 5 reads it.
-PREPROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")
+PROCESSOR_FILE = "processor_config.json"  # transformers 5: the image processor's settings nested inside
+PREPROCESSOR_FILE = "preprocessor_config.json"  # transformers 4: the same settings flat
+# A folder with both is read as transformers 5 reads it.
+PREPROCESSOR_FILES = (PROCESSOR_FILE, PREPROCESSOR_FILE)
 OPENAI_VOCAB_SIZE = 49408
 OPENAI_EOT = "<|endoftext|>"
 RESAMPLE = {2: "bilinear", 3: "bicubic"}  # PIL codes, as HF stores them
