@@ -1,7 +1,8 @@
 """Inference precision of a loaded model: fp32, bf16, int8, or auto (the fastest that stays accurate).
 
 - ``fp32``: the weights as saved.
-- ``bf16``: bfloat16 weights (half the memory traffic; on CPUs with native bf16 about twice as fast).
+- ``bf16``: bfloat16 weights (half the memory traffic). Faster only where the CPU computes in bf16 natively
+  (AVX-512 BF16, AMX); on an AVX2 CPU it is slower (benchmarks/results/cpu_inference.md: 0.2x fp32 images/s).
 - ``int8``: the Linear layers of every transformer block dynamically quantized to int8
   (``torch.ao.quantization.quantize_dynamic``: int8 weights, activations quantized per batch). CPU only.
 - ``auto``: on a GPU, bf16 autocast (matmuls in bf16, norms and softmax in fp32). On a CPU, every candidate is
