@@ -22,7 +22,7 @@ from tokenizers import Tokenizer as Backend
 from clipforge.errors import UserError
 from clipforge.model.config import CLIPConfig
 from clipforge.text import bpe
-from clipforge.text.config import TokenizerConfig
+from clipforge.text.config import OPENAI_VOCAB_SIZE, TokenizerConfig
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,6 @@ PROCESSOR_FILE = "processor_config.json"  # transformers 5: the image processor'
 PREPROCESSOR_FILE = "preprocessor_config.json"  # transformers 4: the same settings flat
 # A folder with both is read as transformers 5 reads it.
 PREPROCESSOR_FILES = (PROCESSOR_FILE, PREPROCESSOR_FILE)
-OPENAI_VOCAB_SIZE = 49408
 OPENAI_EOT = "<|endoftext|>"
 RESAMPLE = {2: "bilinear", 3: "bicubic"}  # PIL codes, as HF stores them
 
