@@ -98,7 +98,7 @@ def measure_seed(out: Path, checkpoints: Path | None, data: str) -> dict[str, An
 
 
 def _markdown(s: dict[str, Any]) -> str:
-    pct = lambda x: f"{100 * x:.1f}%"  # noqa: E731
+    pct = lambda x: f"{100 * x:.1f}%"
     seeds = s["seeds"]
     lines = [f"# Demo levers measured on the trained models, seeds {', '.join(map(str, seeds))}"
              " (`benchmarks/demo_levers.py`)", ""]  # fmt: skip

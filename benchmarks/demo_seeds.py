@@ -85,8 +85,8 @@ def collect(seeds: list[int], root: Path, name: str) -> dict:
 
 def _markdown(s: dict) -> str:
     one = len(s["seeds"]) == 1  # a spread needs two seeds: say so rather than print a zero
-    pct = lambda x: f"{100 * x:.1f}%"  # noqa: E731
-    spread = lambda st: f"{pct(st['mean'])} (one seed: no spread)" if one else f"{pct(st['mean'])} ± {pct(st['std'])}"  # noqa: E731
+    pct = lambda x: f"{100 * x:.1f}%"
+    spread = lambda st: f"{pct(st['mean'])} (one seed: no spread)" if one else f"{pct(st['mean'])} ± {pct(st['std'])}"
     lines = [f"# The demo over seeds {', '.join(map(str, s['seeds']))} (`benchmarks/demo_seeds.py`)", "",
              "| | " + " | ".join(f"seed {p['seed']}" for p in s["per_seed"]) + " | mean ± std | target |",
              "|---|" + "---|" * (len(s["per_seed"]) + 2)]  # fmt: skip

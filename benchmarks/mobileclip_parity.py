@@ -95,7 +95,7 @@ def main() -> None:
             print(f"{name}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     RESULTS.mkdir(exist_ok=True)
     atomic_write_text(RESULTS / "mobileclip_parity.json", json.dumps({"rows": rows, "reference": meta}, indent=1) + "\n")
-    fmt = lambda d: "" if d is None else f"{d['max_abs']:.2e} ({d['rel']:.1e} rel.)"  # noqa: E731
+    fmt = lambda d: "" if d is None else f"{d['max_abs']:.2e} ({d['rel']:.1e} rel.)"
     lines = ["# MobileCLIP parity, full size, fp32 (max abs difference, and relative to the largest reference value)",
              "", "| name | direction | image features | text features | export bit-exact |", "|---|---|---|---|---|"]
     for r in rows:

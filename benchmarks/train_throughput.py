@@ -24,10 +24,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from train_support import PairSet, synthetic_factory, tiny_config  # noqa: E402
+from train_support import PairSet, synthetic_factory, tiny_config
 
-from clipforge.model.registry import get_config  # noqa: E402
-from clipforge.train.trainer import run_training  # noqa: E402
+from clipforge.model.registry import get_config
+from clipforge.train.trainer import run_training
 
 RESULTS = Path(__file__).parent / "results"
 

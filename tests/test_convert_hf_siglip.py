@@ -119,7 +119,7 @@ def test_export_matches_transformers_and_round_trips(tmp_path):
     hf, folder = make_siglip(tmp_path, vision_act="gelu")
     imported = import_hf(folder)
     ours = build_model(imported)
-    out = export_hf(ours.state_dict(), imported.config, tmp_path / "exported")
+    out = export_hf(ours.state_dict(), imported.config, tmp_path / "exported", tokenizer_json=imported.tokenizer_json)
     back = transformers.SiglipModel.from_pretrained(out, attn_implementation="eager").eval()
     pixels, ids = inputs()
     with torch.no_grad():

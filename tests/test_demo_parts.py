@@ -11,13 +11,21 @@ from eval_toy import color_pipeline, write_color_emoji_set
 
 from clipforge.cli import main
 from clipforge.data.builders.icons import Icon, captions_for, name_key
-from clipforge.demo.config import DemoConfig, demo_train_config, flatten, load_demo_config, packaged
+from clipforge.demo.config import (
+    DEMO_CONFIG_FILE,
+    DemoConfig,
+    demo_train_config,
+    flatten,
+    load_demo_config,
+    packaged,
+)
 from clipforge.demo.queries import Query, load_queries, precision_at_k, score_queries
 from clipforge.demo.threads import ThreadChooser, candidate_counts
 from clipforge.errors import UserError
 from clipforge.eval import prompt_select
 from clipforge.eval.datasets import DatasetConfig
 from clipforge.eval.suite import EMOJI, SuiteConfig, run_benchmarks
+from clipforge.utils.configs import write_resolved
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,6 +42,13 @@ def test_demo_config_layers_defaults_quick_yaml_and_overrides(tmp_path):
         load_demo_config(None, ["ouptut=x"])
     with pytest.raises(UserError, match="threads"):
         load_demo_config(None, ["threads=-1"])
+
+
+def test_the_resolved_demo_config_runs_the_same_demo_again(tmp_path):
+    cfg = load_demo_config(None, [f"out={tmp_path}", "icons=[mdi]", "train=[seed=2,steps=5]", "eval_limit=9"],
+                           quick=True)  # fmt: skip
+    path = write_resolved(cfg, tmp_path, DEMO_CONFIG_FILE)  # what run_demo writes into OUT first
+    assert load_demo_config(path) == cfg != DemoConfig()
 
 
 def test_flatten_writes_overrides_that_read_back():
@@ -63,6 +78,11 @@ def test_cli_print_config(capsys):
     assert main(["demo", "--quick", "out=runs/q", "--print-config"]) == 0
     printed = capsys.readouterr().out
     assert "out: runs/q" in printed and "images: 160" in printed
+    # The old convenience flags name the key that replaced them.
+    assert main(["demo", "--fresh", "--print-config"]) == 2
+    assert "--fresh is now a config key: write fresh=true" in capsys.readouterr().err
+    assert main(["demo", "--device", "cuda"]) == 2
+    assert "write device=cuda" in capsys.readouterr().err
 
 
 class _Clock:

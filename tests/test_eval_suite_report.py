@@ -154,7 +154,7 @@ def test_report_is_valid_self_contained_html_with_every_section(tmp_path):
     assert {"run", "curves", "benchmarks", "confusion", "examples", "retrieval", "config"} <= parser.ids
     assert "<script" not in html and not re.search(r'(src|href)="(?!data:)', html)  # nothing external
     assert html.count("data:image/png;base64,") >= 5 * 2 * 4  # thumbnails in the retrieval grids
-    assert "skipped zeroshot.fashion_mnist" in html and "tiny-vit" in html and ">loss<" in html
+    assert "zeroshot.fashion_mnist: Fashion-MNIST not found" in html and "tiny-vit" in html and ">loss<" in html
 
 
 def test_cli_suite_writes_results_and_report(tmp_path, monkeypatch):
@@ -167,7 +167,7 @@ def test_cli_suite_writes_results_and_report(tmp_path, monkeypatch):
     (tmp_path / "images").mkdir()
     (tmp_path / "images" / "0000.png").write_bytes((tmp_path / "emoji" / "images" / "0000.png").read_bytes())
     (run_dir / "config.yaml").write_text(f"seed: 3\nsteps: 10\ndata:\n  train: {train}\n")
-    monkeypatch.setattr("clipforge.eval.job.load", lambda ckpt, device: color_pipeline())
+    monkeypatch.setattr("clipforge.eval.job.load", lambda ckpt, device, precision="fp32": color_pipeline())
     _no_animal_mnist(monkeypatch)
     out = tmp_path / "out"
     rc = main(["eval", str(tmp_path / "ckpt"), "suite.name=demo", f"suite.emoji_root={tmp_path / 'emoji'}",

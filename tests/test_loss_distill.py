@@ -75,7 +75,7 @@ class _Teacher(nn.Module):
         return CLIPOutput(img, txt, self.logit_scale.exp(), None)
 
 
-def test_precomputed_features_round_trip(tmp_path) -> None:  # noqa: ANN001
+def test_precomputed_features_round_trip(tmp_path) -> None:
     torch.manual_seed(0)
     teacher = _Teacher()
     g = torch.Generator().manual_seed(3)
@@ -97,6 +97,6 @@ def test_precomputed_features_round_trip(tmp_path) -> None:  # noqa: ANN001
         store.get(torch.tensor([100, 555]))
 
 
-def test_missing_store_is_a_user_error(tmp_path) -> None:  # noqa: ANN001
+def test_missing_store_is_a_user_error(tmp_path) -> None:
     with pytest.raises(UserError, match=FEATURES_FILE):
         TeacherFeatures(tmp_path)

@@ -141,7 +141,7 @@ def test_errors_do_not_leak_tracebacks(searcher, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("secret internal detail /etc/passwd")
 
-    monkeypatch.setattr(searcher, "text_to_image", boom)
+    monkeypatch.setattr(searcher, "search_vector", boom)
     r = c.get("/search", params={"q": "x"})
     assert r.status_code == 500 and r.json() == {"error": "internal server error"}
 

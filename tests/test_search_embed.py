@@ -13,8 +13,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import torch
+from PIL import Image
 from search_helpers import draw, make_checkpoint, make_collection
 
+import clipforge
+import clipforge.index.embed as embed_mod
 from clipforge.data.sources import open_source, read_bytes
 from clipforge.errors import UserError
 from clipforge.index.embed import embed_collection
@@ -89,8 +93,6 @@ def test_resume_skips_done_and_reembeds_changed(tmp_path, pipeline, ckpt):
 def test_interrupted_run_resumes_from_parts(tmp_path, pipeline, ckpt, monkeypatch):
     col = make_collection(tmp_path / "col", 12)
     out = tmp_path / "emb"
-    import clipforge.index.embed as embed_mod
-
     calls = {"n": 0}
     real = embed_mod._encode
 
@@ -192,3 +194,23 @@ def test_torchrun_two_processes(tmp_path, ckpt):
     assert proc.returncode == 0, proc.stderr[-3000:]
     meta = pq.read_table(tmp_path / "emb" / "metadata.parquet").to_pydict()
     assert meta["id"] == list(range(6)) and len(set(meta["path"])) == 6
+
+
+def test_gpu_ready_loader_path_on_cpu(tmp_path):
+    """The batches come stacked from the workers (pinned on CUDA only) and the vectors equal the model's."""
+    assert embed_mod.loader_options(torch.device("cuda")) == {"pin_memory": True}
+    assert embed_mod.loader_options(torch.device("cpu")) == {"pin_memory": False}
+    rows = [{"status": "ok", "pixels": torch.ones(3, 4, 4), "item": 1}, {"status": "corrupt", "item": 2},
+            {"status": "ok", "pixels": torch.zeros(3, 4, 4), "item": 3}]  # fmt: skip
+    stacked = embed_mod.collate_rows(rows)
+    assert stacked["pixels"].shape == (2, 3, 4, 4) and stacked["pixels"][0].eq(1).all()
+    assert [r["item"] for r in stacked["rows"]] == [1, 2, 3] and all("pixels" not in r for r in stacked["rows"])
+    assert embed_mod.collate_rows([{"status": "done", "item": 4}])["pixels"] is None
+    pipeline = clipforge.load(make_checkpoint(tmp_path / "ckpt"))
+    col = make_collection(tmp_path / "col", 5)
+    paths, vectors, _ = embed_mod.embed_in_memory(pipeline, open_source(str(col)), batch_size=2, workers=1,
+                                                  progress=False)  # fmt: skip
+    with torch.inference_mode():
+        ref = torch.stack([pipeline.preprocess(Image.open(col / p).convert("RGB")) for p in paths])
+        want = torch.nn.functional.normalize(pipeline.model.encode_image(ref), dim=-1).numpy()
+    np.testing.assert_allclose(vectors, want, atol=1e-5)

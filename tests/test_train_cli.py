@@ -67,3 +67,48 @@ def test_train_command_reports_config_errors_in_one_line(tmp_path, capsys):
     assert main(["train", str(config), "optim.warmup=5"]) == 2
     err = capsys.readouterr().err
     assert "unknown key 'optim.warmup'" in err and "optim.warmup_steps" in err
+
+
+def test_off_a_terminal_training_prints_one_plain_line_per_log_step(tmp_path, capsys):
+    table = write_png_pairs(tmp_path / "data", 24)
+    config = tmp_path / "run.yaml"
+    config.write_text(CONFIG.format(train=table))
+    run_dir = tmp_path / "run"
+    assert main(["train", str(config), f"run_dir={run_dir}", "log.progress=true"]) == 0  # stdout: captured, no tty
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in lines] == ["2/4", "4/4"]  # every log.every_steps, step/total
+    for line in lines:
+        for part in ("loss ", "scale ", " samples/s", "data wait ", "MFU n/a", "ETA "):
+            assert part in line, (part, line)
+    assert lines[-1].endswith("ETA 0s") and "\x1b" not in "".join(lines)  # plain text, no bar escapes
+
+
+def test_resume_from_the_run_directory_reads_its_saved_config_and_takes_overrides(tmp_path, capsys):
+    table = write_png_pairs(tmp_path / "data", 24)
+    config = tmp_path / "run.yaml"
+    config.write_text(CONFIG.format(train=table))
+    run_dir = tmp_path / "run"
+    assert main(["train", str(config), f"run_dir={run_dir}", "optim.lr=2e-3"]) == 0
+    config.write_text("steps: 1\n")  # the YAML changed since: a resumed run must not read it
+    capsys.readouterr()
+
+    assert main(["train", "--resume", str(run_dir), "steps=6"]) == 0
+    out = capsys.readouterr().out
+    assert f"resumed from step 4 ({run_dir / 'checkpoints' / 'step_00000004.pt'})" in out
+    assert "trained 6 steps" in out
+    steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [2, 4, 6]
+    saved = (run_dir / "config.yaml").read_text()
+    assert "steps: 6" in saved and "lr: 0.002" in saved  # the saved config, with the override after --resume
+
+    # The YAML form: overrides after --resume latest are overrides, and the run's saved config is what is read.
+    assert main(["train", str(config), f"run_dir={run_dir}", "--resume", "latest", "steps=8"]) == 0
+    out = capsys.readouterr().out
+    assert "resumed from step 6" in out and "trained 8 steps" in out
+
+
+def test_resume_without_a_config_or_a_run_says_what_to_give(tmp_path, capsys):
+    assert main(["train"]) == 2
+    assert "clipforge train --resume RUN_DIR" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path)]) == 2
+    assert f"no config.yaml in {tmp_path}" in capsys.readouterr().err

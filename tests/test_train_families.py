@@ -1,5 +1,6 @@
 """Each new family trains with the existing trainer: SigLIP with the sigmoid loss and its logit bias by default,
-EVA-02 and PE-Core with InfoNCE; golden loss curves of a short deterministic run per family.
+EVA-02 and PE-Core with InfoNCE; golden loss curves of a short deterministic run per family; gradient checkpointing
+and patch dropout act on the new towers as they should.
 
 If a change to training is intended, regenerate the curves and commit them with the change:
 
@@ -15,9 +16,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch.utils.checkpoint import checkpoint as torch_checkpoint
 from train_support import PairSet, synthetic_factory, tiny_config
 
 from clipforge.loss.config import LossConfig
+from clipforge.model import layers
+from clipforge.model.clip import CLIP
 from clipforge.model.registry import get_config
 from clipforge.train.config import OptimConfig
 from clipforge.train.trainer import run_training
@@ -56,6 +60,53 @@ def test_patch_dropout_and_gradient_checkpointing_train(tmp_path, name):
     model = dataclasses.replace(get_config(name), vision=vision)
     losses = family_run(model, tmp_path, grad_checkpointing=True)  # type: ignore[arg-type]
     assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_gradient_checkpointing_recomputes_every_block_with_the_same_gradients(name, monkeypatch):
+    """Checkpointing is applied to every block of both towers (the SigLIP MAP head, EVA's rope, PE's prefix token
+    go through it too) and changes no gradient."""
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = CLIP(get_config(name)).train()
+    size, ctx = model.cfg.vision.image_size, model.cfg.text.context_length
+    pixels, ids = torch.randn(4, 3, size, size), torch.randint(0, model.cfg.text.vocab_size, (4, ctx))
+
+    def grads() -> dict[str, torch.Tensor]:
+        model.zero_grad()
+        img, txt = model.encode_image(pixels), model.encode_text(ids)
+        (img @ txt.t()).square().mean().backward()
+        return {k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None}
+
+    plain = grads()
+    calls = []
+    monkeypatch.setattr(layers, "checkpoint", lambda *a, **k: calls.append(1) or torch_checkpoint(*a, **k))
+    model.set_grad_checkpointing(True)
+    checkpointed = grads()
+    assert len(calls) == model.cfg.vision.layers + model.cfg.text.layers
+    assert plain.keys() == checkpointed.keys()
+    for key, value in plain.items():
+        torch.testing.assert_close(checkpointed[key], value, rtol=1e-5, atol=1e-7, msg=key)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_patch_dropout_keeps_prefix_tokens_and_the_share_of_patches(name):
+    torch.manual_seed(0)
+    cfg = get_config(name)
+    model = CLIP(dataclasses.replace(cfg, vision=dataclasses.replace(cfg.vision, patch_dropout=0.5)))
+    seen: list[int] = []
+    model.visual.transformer.register_forward_pre_hook(lambda _m, args, kwargs: seen.append(args[0].shape[1]),
+                                                       with_kwargs=True)  # fmt: skip
+    pixels = torch.randn(2, 3, cfg.vision.image_size, cfg.vision.image_size)
+    n_patches, prefix = cfg.vision.grid_size**2, cfg.vision.prefix_tokens
+    model.train().encode_image(pixels)
+    with torch.no_grad():
+        dropped_eval = model.eval().encode_image(pixels)
+        reference = CLIP(cfg)
+        reference.load_state_dict(model.state_dict())
+        full = reference.eval().encode_image(pixels)
+    assert seen == [prefix + n_patches // 2, prefix + n_patches]
+    assert torch.equal(dropped_eval, full)  # dropout is a training-time switch only
 
 
 if __name__ == "__main__":

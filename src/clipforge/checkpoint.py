@@ -1,6 +1,7 @@
 """The clipforge checkpoint directory: one manifest that travels from training to serving.
 
-    config.json        {"model": CLIPConfig, "tokenizer": TokenizerConfig, "preprocess": PreprocessConfig}
+    config.json        {"model": CLIPConfig, "tokenizer": TokenizerConfig, "preprocess": PreprocessConfig,
+                        "identity": hex SHA-256 of the config and the weights, computed once when written}
     model.safetensors  the model's state dict, in clipforge's own parameter names
     tokenizer.json     only when the tokenizer kind is "file" (a trained vocabulary)
 
@@ -12,7 +13,10 @@ directory into a usable model, tokenizer and preprocessing is ``clipforge.pipeli
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,9 +30,12 @@ from clipforge.model.config import CLIPConfig
 from clipforge.text.config import TOKENIZER_FILE, TokenizerConfig
 from clipforge.utils.configs import from_dict, to_dict
 from clipforge.utils.io import atomic_path, atomic_write_text
+from clipforge.utils.layout import CHECKPOINT_DIR, FINAL_DIR
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
+IDENTITY_KEY = "identity"
+log = logging.getLogger(__name__)
 CONVERT_HINT = "convert foreign weights first with 'clipforge convert --from {openai,open_clip,hf} SRC --out DIR'"
 
 
@@ -62,8 +69,64 @@ def save_checkpoint(
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     with atomic_path(out / WEIGHTS_FILE) as tmp:
         save_file(state, str(tmp), metadata={"format": "pt", "producer": "clipforge"})
-    atomic_write_text(out / CONFIG_FILE, json.dumps(to_dict(config), indent=2) + "\n")
+    record = {**to_dict(config), IDENTITY_KEY: checkpoint_identity(config, state)}
+    atomic_write_text(out / CONFIG_FILE, json.dumps(record, indent=2) + "\n")
     return out
+
+
+def config_sha256(config: Any) -> str:
+    """Hex SHA-256 of a config's canonical JSON (sorted keys, no spaces): equal configs, equal hashes.
+
+    Args:
+        config: a frozen config dataclass, e.g. a ``PipelineConfig``.
+    """
+    canonical = json.dumps(to_dict(config), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def checkpoint_identity(config: PipelineConfig, state: dict[str, torch.Tensor]) -> str:
+    """Hex SHA-256 over the config's canonical JSON and every tensor (name, dtype, shape, bytes, sorted by name).
+
+    Two checkpoints of one architecture (step 300 and the final weights) get different identities; the same
+    weights saved twice get the same one. It is computed when a checkpoint is written and stored in config.json,
+    so readers compare a string instead of hashing the weights.
+    """
+    digest = hashlib.sha256(config_sha256(config).encode())
+    for name in sorted(state):
+        tensor = state[name].detach().to("cpu").contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def read_identity(ckpt_dir: str | Path, state: dict[str, torch.Tensor] | None = None) -> str:
+    """The identity stored in a checkpoint's config.json; computed from its files for checkpoints written before
+    identities were recorded (logged, since that reads every weight).
+
+    Args:
+        ckpt_dir: the checkpoint directory.
+        state: its weights when already in memory (spares reading them again for an old checkpoint).
+    """
+    stored = _raw_config(Path(ckpt_dir) / CONFIG_FILE).get(IDENTITY_KEY)
+    if isinstance(stored, str) and stored:
+        return stored
+    log.info("%s records no identity (written by an older clipforge): computing it from its weights", ckpt_dir)
+    return checkpoint_identity(read_config(ckpt_dir), state if state is not None else read_weights(ckpt_dir))
+
+
+def check_finite(state: dict[str, torch.Tensor], source: str) -> None:
+    """Refuse weights holding NaN or inf, naming the first such tensor (a model with them embeds to NaN).
+
+    Raises:
+        UserError: naming ``source``, the tensor and how many of its values are not finite.
+    """
+    for name in sorted(state):
+        tensor = state[name]
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise UserError(f"{source}: tensor {name} holds {bad} non-finite (NaN/inf) values of "
+                            f"{math.prod(tensor.shape)}", hint="these weights are corrupt or diverged: use an "
+                            "earlier checkpoint, or lower the learning rate and train again")
 
 
 def read_config(ckpt_dir: str | Path) -> PipelineConfig:
@@ -73,13 +136,31 @@ def read_config(ckpt_dir: str | Path) -> PipelineConfig:
         UserError: when ``ckpt_dir`` holds no config.json or the file is not a valid clipforge config.
     """
     path = Path(ckpt_dir) / CONFIG_FILE
+    data = {k: v for k, v in _raw_config(path).items() if k != IDENTITY_KEY}
+    return from_dict(PipelineConfig, _upgrade(data), source=str(path))
+
+
+def _raw_config(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise UserError(f"{ckpt_dir} is not a clipforge checkpoint: {path} is missing", hint=CONVERT_HINT)
+        raise UserError(f"{path.parent} is not a clipforge checkpoint: {path} is missing", hint=_missing_hint(path.parent))
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: not a readable checkpoint config: {exc}") from exc
-    return from_dict(PipelineConfig, _upgrade(data), source=str(path))
+        raise UserError(f"{path}: not a readable checkpoint config ({type(exc).__name__})",
+                        hint="config.json is written by 'clipforge train' or 'clipforge convert'") from exc
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: not a checkpoint config (a JSON object)", hint=CONVERT_HINT)
+    return data
+
+
+def _missing_hint(folder: Path) -> str:
+    """What a folder without config.json most likely is, and what to pass instead."""
+    if (folder / FINAL_DIR / CONFIG_FILE).is_file():
+        return f"{folder} is a training run: its model is {folder / FINAL_DIR} (pass that path)"
+    if (folder / CHECKPOINT_DIR).is_dir():
+        return (f"{folder} is a training run without a final model yet: finish it with "
+                f"'clipforge train --resume {folder}', then use {folder / FINAL_DIR}")  # fmt: skip
+    return CONVERT_HINT
 
 
 def read_weights(ckpt_dir: str | Path) -> dict[str, torch.Tensor]:
@@ -94,14 +175,17 @@ def read_weights(ckpt_dir: str | Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except Exception as exc:  # safetensors raises its own error types for truncated or foreign files
-        raise UserError(f"{path}: not a readable safetensors file: {exc}") from exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path}: not a readable safetensors file ({first})",
+                        hint="the file is truncated or of another format: copy, save or convert it again") from exc
 
 
 def load_state_into(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Copy ``state`` into ``model`` exactly: every key present, none extra, every shape equal.
 
     Raises:
-        UserError: listing missing/unexpected keys, or naming the parameter whose shape differs.
+        UserError: listing missing/unexpected keys, naming the parameter whose shape differs, or a tensor holding
+            NaN/inf.
     """
     own = model.state_dict()
     missing = sorted(set(own) - set(state))
@@ -115,6 +199,7 @@ def load_state_into(model: torch.nn.Module, state: dict[str, torch.Tensor], sour
             raise UserError(
                 f"{source}: shape mismatch for {key}: checkpoint {tuple(value.shape)} vs model {tuple(own[key].shape)}"
             )
+    check_finite(state, source)
     model.load_state_dict(state, strict=True)
 
 

@@ -13,6 +13,7 @@ import logging
 import sys
 import traceback
 
+from clipforge import __version__
 from clipforge.commands.config_args import check_retired
 from clipforge.errors import UserError
 
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train, import, evaluate and serve CLIP models.",
         epilog="Run 'clipforge VERB --help' for a verb's options and an example.",
     )
+    parser.add_argument("--version", action="version", version=f"clipforge {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for verb, summary in VERBS.items():
@@ -47,7 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
             description=(module.__doc__ or summary).strip(),
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
-        verb_parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+        # SUPPRESS: unset after the verb, the verb's parser must not reset a `clipforge --debug VERB` to False.
+        verb_parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                                 help="show full tracebacks on errors")  # fmt: skip
         module.add_arguments(verb_parser)
         verb_parser.set_defaults(_run=module.run, _retired=getattr(module, "RETIRED", {}))
     return parser

@@ -12,11 +12,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
+import threading
+import urllib.parse
 from pathlib import Path
 
 from clipforge.checkpoint import CONFIG_FILE, WEIGHTS_FILE, save_checkpoint
 from clipforge.convert.common import build_model
-from clipforge.convert.hf import HF_CONFIG_FILE, HF_PREPROCESSOR_FILE, HF_WEIGHT_FILES, import_hf
+from clipforge.convert.hf import HF_CONFIG_FILE, HF_PREPROCESSOR_FILE, HF_PROCESSOR_FILE, HF_WEIGHT_FILES, import_hf
+from clipforge.convert.hf_files import TOKENIZER_JSON
 from clipforge.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -34,8 +38,12 @@ KNOWN_PRETRAINED = (
 REQUIRED_FILES = (HF_CONFIG_FILE,)
 WEIGHT_FILES = HF_WEIGHT_FILES  # either one, safetensors preferred
 # The tokenizer files: a folder's own vocabulary (SigLIP's, a custom CLIP's) comes with the weights.
-OPTIONAL_FILES = (HF_PREPROCESSOR_FILE, "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+OPTIONAL_FILES = (HF_PREPROCESSOR_FILE, HF_PROCESSOR_FILE, TOKENIZER_JSON, "tokenizer_config.json", "special_tokens_map.json")
 OFFLINE_VALUES = ("1", "true", "yes", "on")
+HUB_ENDPOINT = "https://huggingface.co"  # huggingface_hub's default; $HF_ENDPOINT replaces it
+# Without a network the hub client retries for tens of seconds before giving up; one TCP connect answers in
+# milliseconds (a DNS failure) or this many seconds (a silent firewall).
+PROBE_TIMEOUT_S = 2.0
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:
@@ -60,6 +68,26 @@ def _repo_id(name: str) -> str:
     )
 
 
+def hub_reachable(timeout: float = PROBE_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to the hub's host opens within ``timeout`` seconds (DNS lookup included)."""
+    url = urllib.parse.urlsplit(os.environ.get("HF_ENDPOINT") or HUB_ENDPOINT)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((url.hostname or "", port), timeout=timeout).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    # A thread, because the DNS lookup inside create_connection has no timeout of its own.
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    return bool(result and result[0])
+
+
 def _complete(folder: Path) -> bool:
     return all((folder / f).is_file() for f in REQUIRED_FILES) and any((folder / f).is_file() for f in WEIGHT_FILES)
 
@@ -73,13 +101,13 @@ def _from_hub(repo: str, network: bool, hub_cache_dir: str | Path | None) -> Pat
     kwargs = {"repo_id": repo, "cache_dir": hub_cache_dir, "local_files_only": not network}
     try:
         config = Path(hf_hub_download(filename=REQUIRED_FILES[0], **kwargs))
-    except Exception as exc:  # noqa: BLE001 - offline, not cached, no such repo: all mean "not available"
+    except Exception as exc:  # offline, not cached, no such repo: all mean "not available"
         log.debug("hub lookup of %s failed: %s", repo, exc)
         return None
     for name in WEIGHT_FILES:
         try:
             hf_hub_download(filename=name, **kwargs)
-        except Exception:  # noqa: BLE001 - try the next weight file name
+        except Exception:  # try the next weight file name
             continue
         for extra in OPTIONAL_FILES:
             with contextlib.suppress(Exception):  # optional file
@@ -112,14 +140,18 @@ def resolve_pretrained(
     converted = root / "converted" / slug
     if (converted / CONFIG_FILE).is_file() and (converted / WEIGHTS_FILE).is_file():
         return converted
-    if network is None:
-        network = os.environ.get("HF_HUB_OFFLINE", "").lower() not in OFFLINE_VALUES
     manual = root / "hf" / slug
-    folder = manual if _complete(manual) else _from_hub(repo, network, hub_cache_dir)
+    unreachable = ""
+    if network is None and not _complete(manual):
+        network = os.environ.get("HF_HUB_OFFLINE", "").lower() not in OFFLINE_VALUES
+        if network and not hub_reachable():
+            network, unreachable = False, " (the hub is not reachable: no network?)"
+            log.info("the Hugging Face hub is not reachable: looking for %s in the local caches only", repo)
+    folder = manual if _complete(manual) else _from_hub(repo, bool(network), hub_cache_dir)
     if folder is None:
         base = f"https://huggingface.co/{repo}/resolve/main"
         raise UserError(
-            f"pretrained model {name!r} is not available offline",
+            f"pretrained model {name!r} is not available offline{unreachable}",
             hint=f"download {base}/config.json and {base}/model.safetensors (optionally "
             f"{base}/preprocessor_config.json) into {manual}/, or run once with network access",
         )

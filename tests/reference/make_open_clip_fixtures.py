@@ -41,7 +41,7 @@ from timm.utils import reparameterize_model
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fixture_specs import SPECS, VOCAB, Spec  # noqa: E402  (sibling module of this script)
+from fixture_specs import SPECS, VOCAB, Spec  # sibling module of this script
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 BATCH = 2

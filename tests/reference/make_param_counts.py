@@ -27,7 +27,7 @@ from open_clip.pretrained import get_pretrained_cfg, list_pretrained_tags_by_mod
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fixture_specs import SPECS  # noqa: E402  (sibling module of this script)
+from fixture_specs import SPECS  # sibling module of this script
 
 OUT = Path(__file__).resolve().parent / "fixtures" / "param_counts.json"
 CONFIG_DIR = Path(open_clip.__file__).parent / "model_configs"

@@ -26,6 +26,9 @@ from clipforge.errors import UserError
 from clipforge.utils.configs import resolve_config, to_dict
 
 T = TypeVar("T")
+# clipforge.precision.PRECISIONS, repeated here so that `--help` does not import torch (a test keeps them equal).
+PRECISIONS = ("fp32", "bf16", "int8", "auto")
+PRECISION_HELP = "model arithmetic: fp32 (default), bf16, int8 (CPU only), auto (the fastest that matches fp32)"
 _OVERRIDE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*=")
 
 
@@ -63,9 +66,17 @@ def split_items(items: Sequence[str], positionals: Sequence[str]) -> list[str]:
     return [f"{key}={json.dumps(word)}" for key, word in zip(positionals, plain, strict=False)] + overrides
 
 
+def add_precision_argument(parser: argparse.ArgumentParser) -> None:
+    """``--precision MODE``: shorthand for the config key ``precision=MODE`` (applied after the overrides)."""
+    parser.add_argument("--precision", default=None, choices=PRECISIONS, help=PRECISION_HELP)
+
+
 def resolve_args(cls: type[T], args: argparse.Namespace, positionals: Sequence[str]) -> T:
     """The verb's config from parsed arguments: defaults <- ``--config`` <- positionals <- ``KEY=VALUE``."""
-    return resolve_config(cls, args.config, split_items(args.items, positionals))
+    overrides = split_items(args.items, positionals)
+    if getattr(args, "precision", None):
+        overrides.append(f"precision={args.precision}")
+    return resolve_config(cls, args.config, overrides)
 
 
 def print_config(cfg: Any) -> None:

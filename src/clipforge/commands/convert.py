@@ -2,20 +2,21 @@
 
 --config takes the source's own config (an OpenCLIP model-config JSON, an HF config.json) or a clipforge
 model name (ViT-B-32, RN50, ...; add -quickgelu for QuickGELU). OpenAI archives need none: the
-architecture is derived as OpenAI's own loader does. HF folders use their config.json.
+architecture is derived as OpenAI's own loader does. HF folders use their config.json and their own tokenizer.
+OpenCLIP models whose text tower does not use OpenAI's vocabulary (SigLIP, SigLIP 2) need --tokenizer: the
+tokenizer.json of the Hugging Face tokenizer the config names (text_cfg.hf_tokenizer_name), or its folder.
 
 examples:
   clipforge convert --from openai ViT-B-32.pt --out ckpt/vit-b-32
   clipforge convert --from open_clip open_clip_model.safetensors --config ViT-B-32.json --out ckpt/b32
   clipforge convert --from hf ./clip-vit-base-patch32 --out ckpt/hf-b32
+  clipforge convert --from open_clip siglip.safetensors --config ViT-B-16-SigLIP.json \
+      --tokenizer ./ViT-B-16-SigLIP/tokenizer.json --out ckpt/siglip-b16
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-
-log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,25 +25,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src", help="weights file (.pt/.bin/.safetensors, TorchScript archive) or HF model folder")
     parser.add_argument("--out", required=True, help="checkpoint directory to write")
     parser.add_argument("--config", default=None, help="source config file or clipforge model name")
+    parser.add_argument("--tokenizer", default=None,
+                        help="open_clip only: tokenizer.json (or its folder) for models without OpenAI's vocabulary "
+                        "(SigLIP)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
-    # Deferred with the work: these import torch, which `clipforge --help` must not wait for.
-    from clipforge.checkpoint import save_checkpoint
-    from clipforge.convert import import_weights
-    from clipforge.convert.common import build_model
-    from clipforge.model.config import ResNetConfig, ViTConfig
+    from clipforge.convert import convert_checkpoint  # deferred: imports torch (`clipforge --help` must not)
 
-    imported = import_weights(args.source, args.src, args.config)
-    model = build_model(imported)
-    out = save_checkpoint(model, imported.config, args.out, tokenizer_json=imported.tokenizer_json)
-    n = sum(v.numel() for v in imported.state.values() if v.is_floating_point())
-    m = imported.config.model
-    if isinstance(m.vision, ViTConfig):
-        tower = f"ViT-{m.vision.patch_size}"
-    elif isinstance(m.vision, ResNetConfig):
-        tower = f"ResNet{list(m.vision.layers)}"
-    else:
-        tower = m.vision.kind
-    print(f"wrote {out} ({tower}, image {m.vision.image_size}px, embed {m.embed_dim}, {n / 1e6:.1f}M parameters)")
+    done = convert_checkpoint(args.source, args.src, args.out, args.config, args.tokenizer)
+    print(f"wrote {done.path} ({done.summary})")
     return 0

@@ -4,12 +4,14 @@ example:
   clipforge demo                          # what `make demo` runs (docs/demo.md: its measured wall time)
   clipforge demo out=runs/demo2 train=[seed=1]   # a second demo beside the first, another seed
   clipforge demo --quick                  # a shortened run through the same code path (CI, smoke tests)
+  clipforge demo device=cuda fresh=true   # on the GPU, retraining even if OUT holds a finished run
   clipforge demo --print-config           # the resolved config (clipforge.demo.config.DemoConfig), then exit
 
 Keys are the fields of clipforge.demo.config.DemoConfig (defaults <- optional YAML <- key=value); `train`
 takes TrainConfig overrides applied after the packaged recipe (clipforge/demo/configs/tiny-emoji.yaml).
 Re-running reuses what is already built (the data set, a finished training run, embeddings, the index).
-Results: OUT/results.json and OUT/report.html; the searchable index: OUT/index
+Results: OUT/results.json and OUT/report.html; the resolved config: OUT/demo_config.yaml (`clipforge demo
+OUT/demo_config.yaml` runs the same demo again); the searchable index: OUT/index
 (serve it with `clipforge serve --index OUT/index`).
 """
 
@@ -20,15 +22,14 @@ import argparse
 from clipforge.commands.config_args import print_config
 from clipforge.errors import UserError
 
+RETIRED = {"--out": "out={}", "--device": "device={}", "--fresh": "fresh=true"}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("items", nargs="*", metavar="[CONFIG.yaml] KEY=VALUE",
                         help="an optional DemoConfig YAML, then overrides such as out=runs/demo2")
     parser.add_argument("--quick", action="store_true", help="tiny data subset and a few steps: a smoke test")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    parser.add_argument("--out", default=None, help="demo directory (same as out=DIR; default runs/demo)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None, help="same as device=...")
-    parser.add_argument("--fresh", action="store_true", help="retrain even if OUT already holds a finished run")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,10 +40,7 @@ def run(args: argparse.Namespace) -> int:
     if any("=" not in item for item in items):
         raise UserError(f"expected key=value overrides after the config file, got {items}",
                         hint="e.g. clipforge demo out=runs/demo2 train=[seed=1]")
-    flags = [f"out={args.out}"] if args.out else []
-    flags += [f"device={args.device}"] if args.device else []
-    flags += ["fresh=true"] if args.fresh else []
-    cfg = load_demo_config(yaml_path, [*flags, *items], quick=args.quick)
+    cfg = load_demo_config(yaml_path, items, quick=args.quick)
     if args.print_config:
         print_config(cfg)
         return 0

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 
-from clipforge.commands.config_args import add_config_arguments, print_config, resolve_args
+from clipforge.commands.config_args import add_config_arguments, add_precision_argument, print_config, resolve_args
 from clipforge.index.config import EmbedConfig
 
 POSITIONALS = ("checkpoint", "src", "out")
@@ -31,6 +31,7 @@ RETIRED = {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, POSITIONALS)
+    add_precision_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
 
     from clipforge.index.jobs import run_embed  # deferred: imports torch
 
-    result, rank = run_embed(cfg)
-    if rank == 0 and result.manifest is not None:
+    result = run_embed(cfg)
+    if result.manifest is not None:  # rank 0: the merged manifest
         m = result.manifest
         skipped = ", ".join(f"{v} {k}" for k, v in sorted(result.skipped.items())) or "none"
         Console().print(f"embedded {result.embedded} new images on rank 0 (skipped: {skipped}); "

@@ -1,8 +1,8 @@
 """Evaluate a checkpoint: zero-shot classification, retrieval, linear probe; JSON results and an HTML report.
 
 examples:
-  clipforge eval runs/demo/final suite.name=demo suite.emoji_root=data/emoji run_dir=runs/demo
-  clipforge eval runs/demo/final suite.name=transfer suite.limit=1000
+  clipforge eval runs/demo/train/final suite.name=demo suite.emoji_root=data/emoji run_dir=runs/demo
+  clipforge eval runs/demo/train/final suite.name=transfer suite.limit=1000
   clipforge eval imported/ViT-B-32 zeroshot=[photos/]                  # folder-per-class zero-shot
   clipforge eval CHECKPOINT zeroshot=[fashion-mnist] suite.templates=short
   clipforge eval CHECKPOINT retrieval=[data/emoji/heldout.jsonl]
@@ -20,14 +20,14 @@ transfer (Fashion-MNIST and Animal-MNIST zero-shot + linear probe), full (all of
 without extra benchmarks, the demo suite runs. A benchmark whose data is not installed is skipped with the
 command that installs it.
 Writes OUT_DIR/results.json, timings.json, report.html and eval_config.yaml (the resolved config; default
-OUT_DIR: CHECKPOINT/eval).
+OUT_DIR: RUN_DIR/eval, else ./eval-results/CHECKPOINT_NAME; never the checkpoint directory).
 """
 
 from __future__ import annotations
 
 import argparse
 
-from clipforge.commands.config_args import add_config_arguments, print_config, resolve_args
+from clipforge.commands.config_args import add_config_arguments, add_precision_argument, print_config, resolve_args
 from clipforge.eval.config import EvalConfig
 
 POSITIONALS = ("checkpoint",)
@@ -43,6 +43,7 @@ RETIRED = {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, POSITIONALS)
+    add_precision_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:

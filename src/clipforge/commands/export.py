@@ -1,8 +1,11 @@
 """Export a clipforge checkpoint to another format.
 
---to hf writes a Hugging Face CLIPModel folder (config.json, model.safetensors, preprocessor_config.json)
-that transformers' CLIPModel.from_pretrained loads (ViT image towers only). --to openai writes OpenAI's
+--to hf writes a Hugging Face folder (CLIPModel, or SiglipModel for sigmoid-loss models; ViT image towers
+only): config.json, model.safetensors, the tokenizer (tokenizer.json, tokenizer_config.json) and the processor
+(processor_config.json, preprocessor_config.json), so AutoModel + AutoProcessor.from_pretrained give clipforge's
+features from an image and a string (SigLIP: pass padding="max_length", as SigLIP was trained). --to openai writes OpenAI's
 (and OpenCLIP's) state-dict layout as model.pt (MobileCLIP models: OpenCLIP's layout). --to clipforge (the default) writes a clipforge checkpoint.
+--to onnx writes image.onnx and text.onnx (dynamic batch; onnxruntime runs them) beside the checkpoint's config.
 --reparameterize first folds the train-time branches of a MobileCLIP tower into single convolutions (the
 inference form: same features, faster); other towers are written unchanged.
 
@@ -10,17 +13,16 @@ examples:
   clipforge export --to hf runs/tiny/checkpoint --out exported/tiny-hf
   clipforge export --to openai runs/tiny/checkpoint --out exported/tiny-openai
   clipforge export --reparameterize runs/mobile/final --out exported/mobile-fused
+  clipforge export --to onnx runs/tiny/checkpoint --out exported/tiny-onnx
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--to", dest="target", default="clipforge", choices=["clipforge", "hf", "openai"],
+    parser.add_argument("--to", dest="target", default="clipforge", choices=["clipforge", "hf", "openai", "onnx"],
                         help="output format (default clipforge)")
     parser.add_argument("--reparameterize", action="store_true",
                         help="fold a MobileCLIP tower's train-time branches into single convolutions first")
@@ -29,40 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    # Deferred with the work: these import torch, which `clipforge --help` must not wait for.
-    import torch
+    from clipforge.convert.export import export_checkpoint  # deferred: imports torch (`clipforge --help` must not)
 
-    from clipforge.checkpoint import TOKENIZER_FILE, load_state_into, read_config, read_weights, save_checkpoint
-    from clipforge.convert.common import export_state
-    from clipforge.convert.hf import export_hf
-    from clipforge.convert.mobileclip import is_mobileclip, mobileclip_rules
-    from clipforge.convert.openai import openai_rules
-    from clipforge.model.clip import CLIP
-    from clipforge.model.mobileclip_reparam import is_reparameterizable, reparameterize
-    from clipforge.utils.io import atomic_path
-
-    config = read_config(args.ckpt)
-    with torch.device("meta"):
-        model = CLIP(config.model)
-    model = model.to_empty(device="cpu")
-    load_state_into(model, read_weights(args.ckpt), args.ckpt)  # checks keys and shapes
-    if args.reparameterize:
-        if not is_reparameterizable(model):
-            print(f"{args.ckpt}: nothing to fold ({config.model.vision.kind} tower without train-time branches)")
-        model = reparameterize(model.eval())
-        config = dataclasses.replace(config, model=model.cfg)
-    if args.target == "clipforge":
-        tokenizer_file = Path(args.ckpt) / TOKENIZER_FILE
-        tokenizer_json = tokenizer_file.read_text() if config.tokenizer.kind == "file" else None
-        out = save_checkpoint(model, config, args.out, tokenizer_json=tokenizer_json)
-    elif args.target == "hf":
-        out = export_hf(model.state_dict(), config, args.out)
-    else:
-        # MobileCLIP towers exist only in OpenCLIP, so their state dict takes OpenCLIP's layout.
-        rules = mobileclip_rules(config.model) if is_mobileclip(config.model.vision) else openai_rules(config.model)
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out / "model.pt") as tmp:
-            torch.save(export_state(model.state_dict(), rules), tmp)
+    out = export_checkpoint(args.ckpt, args.out, args.target, reparameterize_first=args.reparameterize)
     print(f"wrote {out}")
     return 0

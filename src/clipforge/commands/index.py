@@ -55,18 +55,20 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--delete takes comma-separated integer ids, got {args.delete!r}") from exc
         if not cfg.out:
             raise UserError("--delete needs the index directory", hint="clipforge index out=INDEX_DIR --delete IDS")
-        store, removed = jobs.delete_from_index(cfg.out, ids)
-        console.print(f"deleted {removed} of {len(ids)} ids; {store.index.ntotal} vectors remain")
+        change = jobs.delete_from_index(cfg.out, ids)
+        console.print(f"deleted {change.removed} of {len(ids)} ids; {change.store.index.ntotal} vectors remain")
         return 0
     if args.add:
-        store, added, removed = jobs.update_index(cfg)
-        console.print(f"added {added}, removed {removed}; {store.index.ntotal} vectors indexed")
+        change = jobs.update_index(cfg)
+        store = change.store
+        console.print(f"added {change.added}, removed {change.removed}; {store.index.ntotal} vectors indexed")
         trained = store.manifest.get("trained_on", store.index.ntotal)
         if store.params.kind == "ivf" and store.index.ntotal > 4 * trained:
             console.print(f"[yellow]the IVF index was trained on {trained} vectors and now holds "
                           f"{store.index.ntotal}: rebuild it (without --add) for balanced lists[/yellow]")
         return 0
-    store, report = jobs.run_index(cfg)
+    report = jobs.run_index(cfg).report
+    assert report is not None  # a full build always reports
     p = report.params
     desc = "exact inner product (Flat)" if p["kind"] == "flat" else (
         f"IVF nlist={p['nlist']} nprobe={p['nprobe']} quant={p['quant']}" + (f" m={p['m']}" if p["m"] else ""))

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
-from clipforge.errors import UserError
+from clipforge.commands.config_args import PRECISION_HELP, PRECISIONS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,42 +26,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-k", type=int, default=10, help="results to show (1..100, default 10)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--device", default="cpu", help="where the query model runs (default cpu)")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help=PRECISION_HELP)
 
 
 def run(args: argparse.Namespace) -> int:
-    # Deferred with the work: these import torch and faiss, which `clipforge --help` must not wait for.
+    # Deferred with the work: the job imports torch and faiss, and rich's tables take a while to import;
+    # `clipforge --help` must not wait for either.
     from rich.console import Console
     from rich.table import Table
 
-    from clipforge.data.transforms import load_image
-    from clipforge.index.search import Searcher, check_k
-    from clipforge.index.store import load_store
+    from clipforge.index.jobs import run_search
 
-    check_k(args.k)
-    if (args.labels or args.captions_from) and not args.image:
-        raise UserError("--labels and --captions-from rank texts for an --image query")
-    searcher = Searcher.open(args.index, device=args.device)
-    image = None
-    if args.image:
-        path = Path(args.image)
-        if not path.is_file():
-            raise UserError(f"{path}: no such image file")
-        image = load_image(path.read_bytes(), str(path))
-    if args.text is not None:
-        rows = [h.to_json() for h in searcher.text_to_image(args.text, args.k)]
-    elif args.labels:
-        rows = [s.to_json() for s in searcher.classify(image, args.labels.split(","))[: args.k]]
-    elif args.captions_from:
-        if Path(args.captions_from).resolve() != Path(args.index).resolve():
-            other = load_store(args.captions_from)
-            if other.manifest["checkpoint"].get("config_sha256") != searcher.store.manifest["checkpoint"].get(
-                "config_sha256"
-            ):
-                raise UserError(f"{args.captions_from} was built with another model than {args.index}")
-            searcher = Searcher(other, searcher.pipeline)
-        rows = [h.to_json() for h in searcher.image_to_captions(image, args.k)]
-    else:
-        rows = [h.to_json() for h in searcher.image_to_image(image, args.k)]
+    labels = args.labels.split(",") if args.labels else None
+    rows = run_search(args.index, text=args.text, image=args.image, labels=labels, captions_from=args.captions_from,
+                      k=args.k, device=args.device, precision=args.precision)  # fmt: skip
     if args.json:
         print(json.dumps({"results": rows}, indent=2))
         return 0

@@ -13,6 +13,10 @@ from __future__ import annotations
 
 import argparse
 
+from clipforge.commands.config_args import PRECISION_HELP, PRECISIONS
+from clipforge.data.config import DEFAULT_MAX_PIXELS
+from clipforge.errors import UserError
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", required=True, help="index directory from 'clipforge index'")
@@ -20,16 +24,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     parser.add_argument("--concepts", default=None, help="concepts YAML with thresholds, for POST /moderate")
     parser.add_argument("--device", default="cpu", help="where the query model runs (default cpu)")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help=PRECISION_HELP)
+    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                        help=f"decoding budget per uploaded image, width x height (default {DEFAULT_MAX_PIXELS})")
 
 
 def run(args: argparse.Namespace) -> int:
+    # Checked before the model loads, so a typo costs nothing (uvicorn would fail only after loading).
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port {args.port} is not a TCP port", hint="use a port between 1024 and 65535, e.g. 8000")
+    if args.max_pixels < 1:
+        raise UserError(f"--max-pixels {args.max_pixels} must be at least 1", hint="the default is 40000000")
     # Deferred with the work: these import torch, faiss and fastapi, which `clipforge --help` must not wait for.
     import uvicorn
     from rich.console import Console
 
     from clipforge.serve.app import app_for_index
 
-    app = app_for_index(args.index, args.concepts, args.device)
+    app = app_for_index(args.index, args.concepts, args.device, args.precision, host=args.host,
+                        max_pixels=args.max_pixels)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         Console().print(f"[yellow]listening on {args.host}: reachable from other machines, without auth[/yellow]")
     Console().print(f"serving {args.index} at http://{args.host}:{args.port}/")

@@ -23,12 +23,13 @@ from clipforge.data.config import OPENAI_MEAN, OPENAI_STD, PreprocessConfig
 from clipforge.errors import UserError
 from clipforge.model.clip import CLIP
 from clipforge.model.config import CLIPConfig
-from clipforge.text.config import TokenizerConfig
+from clipforge.text.config import OPENAI_VOCAB_SIZE, TokenizerConfig
 
 log = logging.getLogger(__name__)
 
-# OpenAI's tokenizer vocabulary size: the bundled "openai" tokenizer only fits models with this many ids.
-OPENAI_VOCAB_SIZE = 49408
+# What an "unsupported family" error lists as the alternatives.
+SUPPORTED_FAMILIES = ("OpenAI-style ViT and ModifiedResNet CLIP, SigLIP / SigLIP 2, EVA-02 (B-16, L-14, L-14-336), "
+                      "Perception Encoder (PE-Core), MobileCLIP / MobileCLIP2")  # fmt: skip
 # Lists in error messages are cut here so a wholly wrong file gives a readable message.
 MAX_LISTED = 12
 
@@ -255,16 +256,23 @@ def read_state_file(path: str | Path) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         try:
             return load_file(str(path))
-        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
-            raise UserError(f"{path}: not a readable safetensors file: {exc}") from exc
+        except Exception as exc:  # safetensors raises its own error types
+            raise UserError(f"{path}: not a readable safetensors file ({_first_line(exc)})",
+                            hint="the file is truncated or of another format: download or export it again") from exc
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - pickle errors come in many types
+    except Exception as exc:  # pickle errors come in many types
+        # PyTorch's message is a page of weights_only advice; loading pickled code is never the fix here.
         raise UserError(
-            f"{path}: not a readable PyTorch state dict: {exc}",
+            f"{path}: not a readable PyTorch state dict ({_first_line(exc)})",
             hint="only plain state dicts (or TorchScript archives for --from openai) can be imported",
         ) from exc
     return as_state_dict(obj, str(path))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 def as_state_dict(obj: object, source: str) -> dict[str, torch.Tensor]:

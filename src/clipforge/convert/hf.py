@@ -10,6 +10,7 @@ that and an export writes ``eos_token_id = vocab_size - 1``.
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from safetensors.torch import save_file
 
 from clipforge.checkpoint import PipelineConfig
 from clipforge.convert.common import (
+    OPENAI_VOCAB_SIZE,
     Imported,
     Rule,
     affine,
@@ -28,17 +30,21 @@ from clipforge.convert.common import (
     read_json_object,
     read_state_file,
 )
-from clipforge.convert.hf_files import read_hf_preprocess, read_hf_tokenizer
+from clipforge.convert.hf_files import PREPROCESSOR_FILE, PROCESSOR_FILE, read_hf_preprocess, read_hf_tokenizer
+from clipforge.convert.hf_processor import write_processor_files, write_tokenizer_files
 from clipforge.convert.hf_siglip import SIGLIP_TYPES, siglip_config_from_hf, siglip_config_to_hf, siglip_rules
 from clipforge.convert.openai import check_openai_layout
 from clipforge.errors import UserError
 from clipforge.model.config import Activation, CLIPConfig, TextConfig, ViTConfig
+from clipforge.text.tokenizer import openai_tokenizer
 from clipforge.utils.io import atomic_path, atomic_write_text
+
+log = logging.getLogger(__name__)
 
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 HF_FAMILIES = {"clip": "CLIPModel", "siglip": "SiglipModel", "siglip2": "Siglip2Model"}  # model_type -> class
 HF_CONFIG_FILE = "config.json"
-HF_PREPROCESSOR_FILE = "preprocessor_config.json"
+HF_PREPROCESSOR_FILE, HF_PROCESSOR_FILE = PREPROCESSOR_FILE, PROCESSOR_FILE  # the names pretrained.py downloads
 # transformers' CLIPTextConfig / CLIPVisionConfig defaults: a config.json only lists values that differ.
 HF_TEXT_DEFAULTS: dict[str, Any] = {
     "vocab_size": 49408, "hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12,
@@ -274,34 +280,39 @@ def model_config_from_hf(raw: dict[str, Any], source: str = HF_CONFIG_FILE) -> C
     )
 
 
-def export_hf(state: dict[str, torch.Tensor], config: PipelineConfig, out_dir: str | Path) -> Path:
-    """Write a Hugging Face folder (config.json, model.safetensors, preprocessor_config.json): a CLIPModel, or
-    a SiglipModel for a model with a logit bias.
+def export_hf(state: dict[str, torch.Tensor], config: PipelineConfig, out_dir: str | Path,
+              tokenizer_json: str | None = None) -> Path:  # fmt: skip
+    """Write a Hugging Face folder: a CLIPModel, or a SiglipModel for a model with a logit bias, with its
+    tokenizer and processor files (``convert/hf_processor.py``), so ``AutoModel`` + ``AutoProcessor`` load it.
 
     Args:
         state: our model's state dict.
         config: the checkpoint's pipeline config.
         out_dir: the folder to create; ``CLIPModel.from_pretrained(out_dir)`` (``SiglipModel``) loads it.
+        tokenizer_json: the checkpoint's tokenizer.json (tokenizer kinds "file" and "hf"); the bundled OpenAI
+            vocabulary is used for kind "openai".
+
+    Raises:
+        UserError: for a model transformers has no class for, or a "file"/"hf" tokenizer without its JSON.
     """
+    siglip = config.model.init_logit_bias is not None
+    rules = siglip_rules(config.model) if siglip else hf_rules(config.model)  # refuses what HF cannot hold
+    if config.tokenizer.kind != "openai" and tokenizer_json is None:
+        raise UserError(f"a {config.tokenizer.kind!r} tokenizer needs the checkpoint's tokenizer.json to be exported")
+    backend_json = tokenizer_json
+    if config.tokenizer.kind == "openai" and config.model.text.vocab_size == OPENAI_VOCAB_SIZE:
+        backend_json = openai_tokenizer().to_json()
+    elif backend_json is None:  # an imported model whose vocabulary came without a tokenizer
+        log.warning("%s: no tokenizer fits this model's %d text ids: tokenizer files are not written", out_dir,
+                    config.model.text.vocab_size)  # fmt: skip
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    siglip = config.model.init_logit_bias is not None
-    hf_state = export_state(state, siglip_rules(config.model) if siglip else hf_rules(config.model))
+    hf_state = export_state(state, rules)
     with atomic_path(out / HF_WEIGHT_FILES[0]) as tmp:
         save_file(hf_state, str(tmp), metadata={"format": "pt"})
-    p = config.preprocess
-    resample = {"bicubic": 3, "bilinear": 2}[p.interpolation]  # PIL resample codes, as HF stores them
-    preprocessor = {
-        "image_processor_type": "CLIPImageProcessor", "do_resize": True, "size": {"shortest_edge": p.image_size},
-        "resample": resample, "do_center_crop": True, "crop_size": {"height": p.image_size, "width": p.image_size},
-        "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True, "image_mean": list(p.mean),
-        "image_std": list(p.std), "do_convert_rgb": True,
-    }  # fmt: skip
-    if siglip:  # SiglipImageProcessor: resize to the square, no crop
-        preprocessor = {k: v for k, v in preprocessor.items() if k not in ("do_center_crop", "crop_size")}
-        preprocessor.update(image_processor_type="SiglipImageProcessor",
-                            size={"height": p.image_size, "width": p.image_size})  # fmt: skip
-    atomic_write_text(out / HF_PREPROCESSOR_FILE, json.dumps(preprocessor, indent=2) + "\n")
+    write_processor_files(out, config, siglip)
+    if backend_json is not None:
+        write_tokenizer_files(out, config, backend_json, "SiglipProcessor" if siglip else "CLIPProcessor")
     hf_config = siglip_config_to_hf(config.model, ACTIVATION_NAMES) if siglip else config_to_hf(config.model)
     hf_config["dtype"] = str(hf_state["logit_scale"].dtype).removeprefix("torch.")  # the dtype the weights are in
     atomic_write_text(out / HF_CONFIG_FILE, json.dumps(hf_config, indent=2) + "\n")

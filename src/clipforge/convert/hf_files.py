@@ -21,15 +21,18 @@ from tokenizers import Tokenizer as Backend
 
 from clipforge.errors import UserError
 from clipforge.model.config import CLIPConfig
-from clipforge.text.config import TokenizerConfig
+from clipforge.text import bpe
+from clipforge.text.config import OPENAI_VOCAB_SIZE, TokenizerConfig
 
 log = logging.getLogger(__name__)
 
 TOKENIZER_JSON = "tokenizer.json"
 TOKENIZER_CONFIG = "tokenizer_config.json"
 SENTENCEPIECE_FILES = ("spiece.model", "tokenizer.model")
-PREPROCESSOR_FILES = ("preprocessor_config.json", "processor_config.json")
-OPENAI_VOCAB_SIZE = 49408
+PROCESSOR_FILE = "processor_config.json"  # transformers 5: the image processor's settings nested inside
+PREPROCESSOR_FILE = "preprocessor_config.json"  # transformers 4: the same settings flat
+# A folder with both is read as transformers 5 reads it.
+PREPROCESSOR_FILES = (PROCESSOR_FILE, PREPROCESSOR_FILE)
 OPENAI_EOT = "<|endoftext|>"
 RESAMPLE = {2: "bilinear", 3: "bicubic"}  # PIL codes, as HF stores them
 
@@ -56,6 +59,24 @@ def _openai_vocabulary(backend: Backend) -> bool:
     return backend.get_vocab_size(with_added_tokens=True) == OPENAI_VOCAB_SIZE and backend.token_to_id(OPENAI_EOT) == 49407
 
 
+def _clip_bpe_json(backend: Backend) -> str | None:
+    """clipforge's tokenizer JSON when ``backend`` is a BPE in clipforge's (and OpenAI's) layout: byte symbols,
+    the same with "</w>", one token per merge, start- and end-of-text last (a vocabulary clipforge trained and
+    exported); None otherwise."""
+    model = json.loads(backend.to_str()).get("model", {})
+    if model.get("type") != "BPE" or model.get("end_of_word_suffix") != bpe.END_OF_WORD:
+        return None
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model.get("merges", [])]
+    if not merges or any(len(m) != 2 for m in merges):
+        return None
+    try:
+        layout = bpe.vocab_from_merges(merges)  # type: ignore[arg-type]
+    except ValueError:
+        return None
+    vocab = {**model.get("vocab", {}), **{t: backend.token_to_id(t) for t in (bpe.SOT, bpe.EOT)}}
+    return bpe.make_backend(merges).to_str() if vocab == layout else None  # type: ignore[arg-type]
+
+
 def _transformers_backend(folder: Path) -> tuple[Backend, int, str] | None:
     """The pipeline, pad id and padding side transformers runs for ``folder``; None without transformers."""
     try:
@@ -65,7 +86,7 @@ def _transformers_backend(folder: Path) -> tuple[Backend, int, str] | None:
         return None
     try:
         tok = AutoTokenizer.from_pretrained(str(folder))
-    except Exception as exc:  # noqa: BLE001 - transformers raises many error types for unreadable folders
+    except Exception as exc:  # transformers raises many error types for unreadable folders
         raise UserError(f"{folder}: transformers cannot load this tokenizer: {exc}") from exc
     backend = getattr(tok, "backend_tokenizer", None)
     if backend is None:
@@ -126,6 +147,9 @@ def read_hf_tokenizer(folder: Path, cfg: CLIPConfig) -> HFTokenizerImport:
         )
     if text.pool == "argmax" and _openai_vocabulary(backend):
         return HFTokenizerImport(TokenizerConfig(context_length=text.context_length), None)
+    clip_bpe = _clip_bpe_json(backend) if text.pool == "argmax" and size == text.vocab_size else None
+    if clip_bpe is not None:  # a vocabulary clipforge trained (and exported): back to clipforge's own tokenizer
+        return HFTokenizerImport(TokenizerConfig(kind="file", context_length=text.context_length, vocab_size=size), clip_bpe)
     if side not in ("right", "left"):
         raise UserError(f"{folder}: padding side {side!r} is neither 'right' nor 'left'")
     config = TokenizerConfig(kind="hf", context_length=text.context_length, vocab_size=text.vocab_size, pad_id=pad,
@@ -135,6 +159,19 @@ def read_hf_tokenizer(folder: Path, cfg: CLIPConfig) -> HFTokenizerImport:
     return HFTokenizerImport(config, backend.to_str())
 
 
+def _image_processor_settings(folder: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The first of ``PREPROCESSOR_FILES`` that holds image-processor settings, and those settings."""
+    for name in PREPROCESSOR_FILES:
+        path = folder / name
+        if not path.is_file():
+            continue
+        data = _read_json(path)
+        data = data.get("image_processor", data)  # processor_config.json nests the image processor's settings
+        if isinstance(data, dict) and {"image_mean", "image_std", "size", "resample"} & set(data):
+            return path, data
+    return None
+
+
 def read_hf_preprocess(folder: Path, cfg: CLIPConfig) -> dict[str, Any]:
     """PreprocessConfig fields from the folder's image-processor config (mean/std, resize, crop, filter).
 
@@ -142,13 +179,12 @@ def read_hf_preprocess(folder: Path, cfg: CLIPConfig) -> dict[str, Any]:
     without a crop ("squash"). Without such a file, CLIP's statistics and resize+crop are assumed for CLIP
     models, SigLIP's (0.5 mean and std, squash) for SigLIP models.
     """
-    path = next((folder / n for n in PREPROCESSOR_FILES if (folder / n).is_file()), None)
     siglip = cfg.init_logit_bias is not None
     out: dict[str, Any] = {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "resize_mode": "squash"} if siglip else {}
-    if path is None:
+    found = _image_processor_settings(folder)
+    if found is None:
         return out
-    prep = _read_json(path)
-    prep = prep.get("image_processor", prep)  # processor_config.json nests the image processor's settings
+    path, prep = found
     if "image_mean" in prep:
         out["mean"] = tuple(float(x) for x in prep["image_mean"])
     if "image_std" in prep:

@@ -118,7 +118,7 @@ def _ratio(section: dict[str, Any], source: str) -> float:
     return ratio
 
 
-def siglip_config_from_hf(raw: dict[str, Any], source: str, activation) -> CLIPConfig:  # noqa: ANN001
+def siglip_config_from_hf(raw: dict[str, Any], source: str, activation) -> CLIPConfig:
     """Map a SiglipModel / Siglip2Model config.json (as a dict) to our CLIPConfig.
 
     Args:
@@ -133,7 +133,7 @@ def siglip_config_from_hf(raw: dict[str, Any], source: str, activation) -> CLIPC
         return _siglip_config(raw, source, activation)
 
 
-def _siglip_config(raw: dict[str, Any], source: str, activation) -> CLIPConfig:  # noqa: ANN001
+def _siglip_config(raw: dict[str, Any], source: str, activation) -> CLIPConfig:
     kind = raw.get("model_type")
     tc, vc = _sub(raw, "text_config", TEXT_DEFAULTS), _sub(raw, "vision_config", VISION_DEFAULTS)
     if not vc["vision_use_head"]:

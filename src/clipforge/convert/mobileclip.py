@@ -134,7 +134,7 @@ def _stage(stage: FastViTStage, o: str, t: str) -> list[Rule]:
     return rules
 
 
-def _fused_or(module: nn.Module, o: str, t: str, branches) -> list[Rule]:  # noqa: ANN001 - a rule thunk
+def _fused_or(module: nn.Module, o: str, t: str, branches) -> list[Rule]:  # a rule thunk
     """The folded conv's rules when ``module`` is in inference form, else the branches' rules."""
     if getattr(module, "fused", None) is not None:
         return affine(f"{o}.fused", f"{t}.reparam_conv")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from clipforge.convert.common import (
+    SUPPORTED_FAMILIES,
     Imported,
     Rule,
     config_errors,
@@ -36,6 +37,7 @@ from clipforge.convert.mobileclip import (
     mobileclip_rules,
     mobileclip_vision,
 )
+from clipforge.convert.open_clip_tokenizer import open_clip_tokenizer
 from clipforge.convert.openai import OPENAI_CONSTANTS, logit_rules, openai_style_difference, text_rules, vision_rules
 from clipforge.convert.timm_vit import timm_vit_rules, vision_from_timm
 from clipforge.errors import UserError
@@ -67,6 +69,7 @@ TOP_IGNORED = {"cast_dtype", "output_dict", "custom_text", "quick_gelu", "vision
 RESIZE_MODES = {"shortest", "squash"}
 INTERPOLATIONS = {"bicubic", "bilinear"}
 TEXT_POOLS = {"argmax": "argmax", "last": "last"}  # OpenCLIP pool_type -> ours
+CLEAN_MODES = ("whitespace", "lower", "canonicalize")  # OpenCLIP HFTokenizer's clean functions
 
 
 class OpenCLIPSpec(NamedTuple):
@@ -75,6 +78,8 @@ class OpenCLIPSpec(NamedTuple):
     model: CLIPConfig
     preprocess: dict[str, Any]  # PreprocessConfig fields from the config's preprocess_cfg
     custom_text: bool  # text tower keys under "text." (CustomTextCLIP)
+    tokenizer_name: str | None = None  # text_cfg.hf_tokenizer_name: the Hugging Face tokenizer OpenCLIP loads
+    tokenizer_kwargs: dict[str, Any] = {}  # text_cfg.tokenizer_kwargs (clean, strip_sep_token)
 
 
 def _check_options(section: dict[str, Any], defaults: dict[str, Any], ignored: set[str], known: set[str], where: str):
@@ -83,10 +88,13 @@ def _check_options(section: dict[str, Any], defaults: dict[str, Any], ignored: s
             continue
         if key not in defaults:
             raise UserError(f"{where}: unknown OpenCLIP option {key!r}", hint="clipforge cannot import this model")
+        if key == "hf_model_name" and value:
+            raise UserError(f"{where}: a Hugging Face text tower (hf_model_name {value!r}) is not supported",
+                            hint=f"clipforge imports {SUPPORTED_FAMILIES}")  # fmt: skip
         if value and value != defaults[key]:
             raise UserError(
                 f"{where}: OpenCLIP option {key}={value!r} is not supported by clipforge's architecture",
-                hint="clipforge imports OpenAI-style, SigLIP, EVA-02 and Perception Encoder towers",
+                hint=f"clipforge imports {SUPPORTED_FAMILIES}",
             )
 
 
@@ -176,9 +184,13 @@ def _text(tc: dict[str, Any], quick_gelu: bool, source: str) -> TextConfig:
 
 
 def _config_from_open_clip(raw: dict[str, Any], source: str, timm_kwargs: dict[str, Any] | None) -> OpenCLIPSpec:
+    if "multimodal_cfg" in raw:
+        raise UserError(f"{source}: a CoCa model (multimodal_cfg: a captioning text decoder) is not supported",
+                        hint=f"clipforge imports {SUPPORTED_FAMILIES}")  # fmt: skip
     unknown = set(raw) - TOP_IGNORED
     if unknown:
-        raise UserError(f"{source}: unsupported OpenCLIP model-config keys {sorted(unknown)}")
+        raise UserError(f"{source}: unsupported OpenCLIP model-config keys {sorted(unknown)}",
+                        hint=f"clipforge imports {SUPPORTED_FAMILIES}")  # fmt: skip
     if "vision_cfg" not in raw or "text_cfg" not in raw or "embed_dim" not in raw:
         raise UserError(f"{source}: not an OpenCLIP model config (needs embed_dim, vision_cfg, text_cfg)")
     quick = bool(raw.get("quick_gelu"))
@@ -192,7 +204,14 @@ def _config_from_open_clip(raw: dict[str, Any], source: str, timm_kwargs: dict[s
                                     init_logit_bias=float(raw["init_logit_bias"]))  # fmt: skip
     if raw.get("init_logit_scale") is not None:
         model = dataclasses.replace(model, init_logit_scale=float(raw["init_logit_scale"]))
-    return OpenCLIPSpec(model, _preprocess(raw.get("preprocess_cfg") or {}, source), bool(raw.get("custom_text")))
+    tc = raw["text_cfg"]
+    kwargs = dict(tc.get("tokenizer_kwargs") or {})
+    unknown_kwargs = set(kwargs) - {"clean", "strip_sep_token"}
+    if unknown_kwargs or kwargs.get("clean", "whitespace") not in CLEAN_MODES:
+        raise UserError(f"{source}: text_cfg.tokenizer_kwargs {kwargs} are not supported",
+                        hint=f"clipforge reproduces clean (one of {', '.join(CLEAN_MODES)}) and strip_sep_token")  # fmt: skip
+    return OpenCLIPSpec(model, _preprocess(raw.get("preprocess_cfg") or {}, source), bool(raw.get("custom_text")),
+                        tc.get("hf_tokenizer_name"), kwargs)  # fmt: skip
 
 
 def _preprocess(prep: dict[str, Any], source: str) -> dict[str, Any]:
@@ -232,7 +251,8 @@ def read_open_clip_config(path: str | Path) -> OpenCLIPSpec:
     return config_from_open_clip(read_json_object(path, "the OpenCLIP model config"), str(path))
 
 
-def import_open_clip(src: str | Path, config: CLIPConfig | str | Path | None, name: str | None = None) -> Imported:
+def import_open_clip(src: str | Path, config: CLIPConfig | str | Path | None, name: str | None = None,
+                     tokenizer: str | Path | None = None) -> Imported:  # fmt: skip
     """Import an OpenCLIP checkpoint.
 
     Args:
@@ -241,20 +261,28 @@ def import_open_clip(src: str | Path, config: CLIPConfig | str | Path | None, na
         config: the OpenCLIP model-config JSON path, or our CLIPConfig (e.g. from the registry).
         name: the OpenCLIP model name ``config`` came from, if any; it picks the preprocessing of the name's
             pretrained weights where the config has none (MobileCLIP). A config file's name is its stem.
+        tokenizer: the tokenizer its weights were trained with, for models whose text tower does not use
+            OpenAI's vocabulary (SigLIP's SentencePiece vocabularies): a tokenizer.json or the folder holding it
+            (see ``open_clip_tokenizer``).
 
     Raises:
-        UserError: without a config (OpenCLIP files do not carry one), or when the weights do not fit it.
+        UserError: without a config (OpenCLIP files do not carry one), without the tokenizer a model needs or with
+            one that does not fit it (both before any weights are read), or when the weights do not fit the config.
     """
     if config is None:
         raise UserError(
             f"{src}: OpenCLIP checkpoints carry no model config",
             hint="pass --config with the model-config JSON (open_clip/model_configs/NAME.json) or a model name",
         )
-    foreign = read_state_file(src)
     if isinstance(config, CLIPConfig):  # a registry name: the key prefix says CLIP or CustomTextCLIP
-        spec = OpenCLIPSpec(config, {}, "text.token_embedding.weight" in foreign)
+        spec = OpenCLIPSpec(config, {}, False)
     else:
         spec, name = read_open_clip_config(config), name or Path(config).stem
+    where = name or str(config)
+    text_tokenizer = open_clip_tokenizer(spec.model, spec.tokenizer_name, spec.tokenizer_kwargs, tokenizer, where)
+    foreign = read_state_file(src)
+    if isinstance(config, CLIPConfig):
+        spec = spec._replace(custom_text="text.token_embedding.weight" in foreign)
     model = spec.model
     # A MobileCLIP file says by its key names which form (training branches or folded) its weights are in.
     if isinstance(model.vision, FastViTConfig) and is_reparameterized_layout(foreign):
@@ -264,4 +292,6 @@ def import_open_clip(src: str | Path, config: CLIPConfig | str | Path | None, na
     state = import_state(foreign, rules, model, str(src), ignore=ignore)
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     preprocess = spec.preprocess or PREPROCESS.get(name or "", {})
-    return Imported(state, pipeline_config(model, **preprocess))
+    if text_tokenizer is None:
+        return Imported(state, pipeline_config(model, **preprocess))
+    return Imported(state, pipeline_config(model, tokenizer=text_tokenizer.config, **preprocess), text_tokenizer.json)

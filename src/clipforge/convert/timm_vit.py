@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from clipforge.convert.common import Rule, affine
+from clipforge.convert.common import SUPPORTED_FAMILIES, Rule, affine
 from clipforge.errors import UserError
 from clipforge.model.config import RopeConfig, ViTConfig
 from clipforge.model.registry import EVA_MLP_RATIO, SO400M_MLP_RATIO
@@ -77,7 +77,7 @@ def vision_from_timm(vc: dict[str, Any], source: str, timm_kwargs: dict[str, Any
     if name not in TIMM_TRUNKS:
         raise UserError(
             f"{source}: timm_model_name {name!r} is not supported",
-            hint=f"supported timm towers: {', '.join(sorted(TIMM_TRUNKS))}",
+            hint=f"clipforge imports {SUPPORTED_FAMILIES}; its timm towers: {', '.join(sorted(TIMM_TRUNKS))}",
         )
     fields = dict(TIMM_TRUNKS[name])
     pool, proj = vc.get("timm_pool", "avg"), vc.get("timm_proj", "linear")

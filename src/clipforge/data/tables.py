@@ -59,7 +59,7 @@ def not_utf8_error(path: Path) -> UserError:
     with open(path, "rb") as fh:
         head = fh.read(2)
         fh.seek(0)
-        for line_no, raw in enumerate(fh, 1):  # noqa: B007 - line_no is used after the loop
+        for line_no, raw in enumerate(fh, 1):  # line_no is used after the loop
             try:
                 raw.decode("utf-8")
             except UnicodeDecodeError as exc:

@@ -79,7 +79,8 @@ def load_image(
         with Image.open(fp) as img:
             _fit_budget(img, label, max_pixels)
             img.load()  # decode now: truncation shows up here, not later inside a worker
-            img = ImageOps.exif_transpose(img)
+            # In place: without an orientation tag exif_transpose would return a full copy (4 bytes a pixel).
+            ImageOps.exif_transpose(img, in_place=True)
             return _to_rgb(img, fill_color)
     except UnidentifiedImageError as exc:
         raise BadImageError(f"{label}: not a recognised image file", hint="check the file type") from exc
@@ -111,9 +112,11 @@ def _to_rgb(img: Image.Image, fill_color: tuple[int, int, int]) -> Image.Image:
         img = _high_depth_to_l(img)
         mode = "L"
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
-        rgba = img.convert("RGBA")
+        rgba = img if mode == "RGBA" else img.convert("RGBA")  # convert() would copy an RGBA image
         background = Image.new("RGBA", rgba.size, (*fill_color, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
+        composite = Image.alpha_composite(background, rgba)
+        del background  # each full-size copy is 4 bytes a pixel: free it before the next one is made
+        return composite.convert("RGB")
     return img if mode == "RGB" else img.convert("RGB")
 
 

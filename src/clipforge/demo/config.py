@@ -27,6 +27,7 @@ from clipforge.train.config import load_train_config
 from clipforge.utils.configs import resolve_config
 
 RECIPE = "tiny-emoji"
+DEMO_CONFIG_FILE = "demo_config.yaml"  # written into OUT: `clipforge demo OUT/demo_config.yaml` runs it again
 QUICK = "quick"
 GPU = "gpu"
 

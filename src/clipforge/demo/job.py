@@ -20,20 +20,21 @@ from rich.console import Console
 from rich.table import Table
 
 import clipforge
+from clipforge.checkpoint import CONFIG_FILE
 from clipforge.data.builders.emoji import build_emoji
 from clipforge.data.sources import open_source
-from clipforge.demo.config import DemoConfig, demo_train_config
+from clipforge.demo.config import DEMO_CONFIG_FILE, DemoConfig, demo_train_config
 from clipforge.demo.queries import load_queries, score_queries
 from clipforge.demo.threads import ThreadChooser
 from clipforge.errors import UserError
-from clipforge.eval.runner import evaluate_and_report
+from clipforge.eval.runner import RESULTS_FILE, evaluate_and_report
 from clipforge.eval.suite import SuiteConfig
 from clipforge.index.build import build_store, read_embeddings
 from clipforge.index.embed import embed_collection
 from clipforge.index.manifest import checkpoint_fingerprint
 from clipforge.index.search import Searcher
-from clipforge.train.trainer import run_training
-from clipforge.utils.configs import to_dict
+from clipforge.train.trainer import FINAL_DIR, run_training
+from clipforge.utils.configs import RESOLVED_CONFIG_FILE, to_dict, write_resolved
 from clipforge.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -54,8 +55,8 @@ def build_data(cfg: DemoConfig) -> Path:
 def train(cfg: DemoConfig, train_cfg: Any, cuda: bool) -> tuple[Path, dict[str, Any]]:
     """Train, or reuse a finished run whose resolved config equals this one; returns the final model and facts."""
     run_dir = Path(train_cfg.run_dir)
-    final, saved = run_dir / "final", run_dir / "config.yaml"
-    finished = not cfg.fresh and (final / "config.json").is_file() and saved.is_file()
+    final, saved = run_dir / FINAL_DIR, run_dir / RESOLVED_CONFIG_FILE
+    finished = not cfg.fresh and (final / CONFIG_FILE).is_file() and saved.is_file()
     if finished and yaml.safe_load(saved.read_text()) == yaml.safe_load(yaml.safe_dump(to_dict(train_cfg))):
         log.info("reusing the finished training run in %s", run_dir)
         return final, {"reused": True}
@@ -125,7 +126,7 @@ def evaluate(cfg: DemoConfig, pipeline: Any, final: Path, data: Path, run_dir: P
     suite_cfg = SuiteConfig(name="demo", emoji_root=str(data), templates=cfg.templates,
                             limit=cfg.eval_limit or None, progress=True)  # fmt: skip
     evaluate_and_report(pipeline, suite_cfg, cfg.out, checkpoint=str(final), run_dir=run_dir, extra_meta=meta)
-    return json.loads((Path(cfg.out) / "results.json").read_text())
+    return json.loads((Path(cfg.out) / RESULTS_FILE).read_text())
 
 
 def _search_meta(scored: dict[str, Any]) -> dict[str, Any]:
@@ -141,6 +142,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     console = Console()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    write_resolved(cfg, out, DEMO_CONFIG_FILE)
     cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
     timings: dict[str, float] = {}
 
@@ -170,7 +172,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
 
     results["search"] = scored
     results["demo"] = {**demo_meta, "timings": {k: round(v, 1) for k, v in timings.items()}}
-    atomic_write_text(out / "results.json", json.dumps(results, indent=1) + "\n")
+    atomic_write_text(out / RESULTS_FILE, json.dumps(results, indent=1) + "\n")
     _summary(console, cfg, results, final, index, timings)
     return results
 

@@ -60,10 +60,11 @@ class EvalConfig:
         retrieval: more retrieval benchmarks: ``.jsonl`` files of ``{image, captions}`` rows.
         linear_probe: linear probes on ``fashion-mnist`` and/or ``animal-mnist``.
         device: where the model runs (``cpu``, ``cuda``, ``cuda:1``, ...).
-        out_dir: where results.json, report.html and this config go; empty means CHECKPOINT/eval (or
-            ./eval-results when the checkpoint is a pretrained name).
+        out_dir: where results.json, report.html and this config go; empty means RUN_DIR/eval when ``run_dir``
+            is set, else ./eval-results/<checkpoint name> (never inside the checkpoint directory).
         run_dir: a training run directory whose metrics.jsonl and config go into the report; empty for none.
         report: also write report.html (results.json is always written).
+        precision: the model's arithmetic: fp32, bf16, int8 (CPU) or auto (see clipforge.precision).
     """
 
     checkpoint: str = ""
@@ -75,3 +76,4 @@ class EvalConfig:
     out_dir: str = ""
     run_dir: str = ""
     report: bool = True
+    precision: Literal["fp32", "bf16", "int8", "auto"] = "fp32"

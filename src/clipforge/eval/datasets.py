@@ -71,6 +71,13 @@ class DatasetConfig:
     limit: int | None = None
 
 
+def zeroshot_dataset(src: str, limit: int | None = None) -> DatasetConfig:
+    """The labelled images ``src`` names: ``fashion-mnist``, ``animal-mnist``, a class-folder root or a .jsonl."""
+    if src in ("fashion-mnist", "animal-mnist"):
+        return DatasetConfig(kind=src, limit=limit)
+    return DatasetConfig(kind="folders" if Path(src).is_dir() else "jsonl", path=src, limit=limit)
+
+
 class ImageSet(abc.ABC):
     """A sequence of images loaded on demand: ``len(s)``, ``s.load(i) -> PIL.Image`` (or any preprocess input)."""
 
@@ -196,6 +203,24 @@ def animal_mnist_files() -> tuple[Path, Path]:
     if not all(f.is_file() for f in files):
         raise SourceMissing(f"Animal-MNIST data files missing under {base}", hint=ANIMAL_MNIST_HINT)
     return files
+
+
+def check_available(cfg: DatasetConfig) -> None:
+    """Fail now, not when a long run first needs them, when ``cfg``'s images are not there.
+
+    Raises:
+        SourceMissing: for an MNIST-style set that is not installed (its message gives the install command).
+        UserError: for a .jsonl file or class-folder root that does not exist.
+    """
+    if cfg.kind == "animal-mnist":
+        animal_mnist_files()
+    elif cfg.kind == "fashion-mnist":
+        root = Path(cfg.path or FASHION_MNIST_DIR)
+        prefix = "t10k" if cfg.split == "test" else "train"
+        if not (root / f"{prefix}-images-idx3-ubyte.gz").is_file():
+            raise SourceMissing(f"Fashion-MNIST not found at {root}", hint=FASHION_MNIST_HINT)
+    elif not Path(cfg.path).exists():
+        raise UserError(f"{cfg.path}: no such file or folder")
 
 
 def animal_mnist(split: str = "test") -> tuple[np.ndarray, np.ndarray]:

@@ -2,7 +2,7 @@
 
     from clipforge.eval.config import EvalConfig, SuiteConfig
     from clipforge.eval.job import run_eval
-    result = run_eval(EvalConfig(checkpoint="runs/demo/final", suite=SuiteConfig(name="transfer", limit=500)))
+    result = run_eval(EvalConfig(checkpoint="runs/demo/train/final", suite=SuiteConfig(name="transfer", limit=500)))
 
 OUT_DIR receives results.json (scores, skips, sources, run facts: the same for the same config and checkpoint),
 timings.json (seconds per benchmark, model load and suite wall time), report.html, and eval_config.yaml, the
@@ -23,6 +23,7 @@ from clipforge.eval.runner import evaluate_and_report
 from clipforge.eval.templates import get_templates
 from clipforge.pipeline import Pipeline, load
 from clipforge.utils.configs import write_resolved
+from clipforge.utils.io import check_out_dir
 
 
 def suite_config(cfg: EvalConfig) -> SuiteConfig:
@@ -65,11 +66,31 @@ def benchmarks(cfg: EvalConfig) -> list[suite.Benchmark]:
 
 
 def out_dir(cfg: EvalConfig) -> Path:
-    """Where the results go: ``cfg.out_dir``, else CHECKPOINT/eval (./eval-results for a pretrained name)."""
+    """Where the results go: ``cfg.out_dir``, else RUN_DIR/eval, else ./eval-results/<checkpoint name>.
+
+    Never inside the checkpoint directory by default: a checkpoint is an artifact that is copied, hashed
+    (its identity) and shared, and results written into it would travel with it.
+    """
     if cfg.out_dir:
         return Path(cfg.out_dir)
-    ckpt = Path(cfg.checkpoint)
-    return ckpt / "eval" if ckpt.is_dir() else Path("eval-results")
+    if cfg.run_dir:
+        return Path(cfg.run_dir) / "eval"
+    name = Path(cfg.checkpoint.rstrip("/")).name or "checkpoint"
+    return Path("eval-results") / "".join(c if c.isalnum() or c in "-_." else "-" for c in name)
+
+
+def check_sources(cfg: EvalConfig) -> None:
+    """Refuse a benchmark path the user named that does not exist (instead of evaluating nothing and exiting 0).
+
+    Raises:
+        UserError: naming the key and the missing path.
+    """
+    named = [("zeroshot", s) for s in cfg.zeroshot if s not in ("fashion-mnist", "animal-mnist")]
+    for key, src in [*named, *(("retrieval", s) for s in cfg.retrieval)]:
+        if not Path(src).exists():
+            what = "a .jsonl of labelled images or a folder of class folders" if key == "zeroshot" else \
+                "a .jsonl of {image, captions} rows"
+            raise UserError(f"{key}: {src} does not exist", hint=f"{key}=[PATH] takes {what}")
 
 
 def run_eval(cfg: EvalConfig, pipeline: Pipeline | None = None) -> suite.SuiteResult:
@@ -88,15 +109,16 @@ def run_eval(cfg: EvalConfig, pipeline: Pipeline | None = None) -> suite.SuiteRe
     settings = suite_config(cfg)
     if settings.templates != prompt_select.AUTO:
         get_templates(settings.templates)  # a bad template file is reported before the model loads
+    check_sources(cfg)
     chosen = benchmarks(cfg)
+    out = check_out_dir(out_dir(cfg), "out_dir")
     start = time.perf_counter()
     if pipeline is None:
-        pipeline = load(cfg.checkpoint, device=cfg.device)
+        pipeline = load(cfg.checkpoint, device=cfg.device, precision=cfg.precision)
     load_seconds = time.perf_counter() - start
-    out = out_dir(cfg)
     result = evaluate_and_report(
         pipeline, settings, out, benchmarks=chosen, checkpoint=cfg.checkpoint, run_dir=cfg.run_dir or None,
-        html=cfg.report, extra_meta={"device": cfg.device}, timings={"model load seconds": round(load_seconds, 2)},
+        html=cfg.report, extra_meta={"device": cfg.device, "precision": pipeline.precision}, timings={"model load seconds": round(load_seconds, 2)},
     )  # fmt: skip
     write_resolved(cfg, out, EVAL_CONFIG_FILE)
     return result

@@ -1,8 +1,9 @@
 """Results as JSON and as one self-contained HTML report (inline CSS and SVG, images as base64).
 
-The report opens offline in any browser: training curves from a run's ``metrics.jsonl``, accuracy per
-benchmark, confusion matrices, zero-shot examples and a retrieval grid (top-5 images for sample captions,
-top-5 captions for sample images), and the run's seeds, steps and config when given.
+The report opens offline in any browser and reads like a paper's appendix: the results tables first (the
+numbers one would cite, one table per task), then the training curves from a run's ``metrics.jsonl``, accuracy
+per benchmark against chance, confusion matrices, zero-shot examples, a retrieval grid (top-5 images for sample
+captions, top-5 captions for sample images), and last how it was run (seeds, steps, settings, config).
 """
 
 from __future__ import annotations
@@ -35,16 +36,20 @@ SAMPLES = 4  # sample queries per retrieval direction
 THUMB = 72  # thumbnail side in pixels
 CURVE_NEXT = ("logit_scale", "lr")
 NOT_CURVES = {"step", "epoch", "time", "timestamp", "wall", "elapsed"}  # x-like keys, not plotted
+SUBTITLE_KEYS = ("checkpoint", "suite", "train model", "train steps", "train seed")  # the line under the title
 
 CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;background:#f5f6f8;color:#222}
-main{max-width:1100px;margin:0 auto;padding:24px}
+main{max-width:1200px;margin:0 auto;padding:24px}
 h1{font-size:24px;margin:0 0 4px}h2{font-size:18px;margin:0 0 10px}h3{font-size:14px;margin:14px 0 6px}
 .sub{color:#666;font-size:13px}
 section{background:#fff;border:1px solid #e3e6eb;border-radius:8px;padding:16px 20px;margin:16px 0}
 table{border-collapse:collapse;font-size:13px}td,th{padding:4px 10px;border-bottom:1px solid #eef0f3;text-align:left}
 th{color:#555;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}
-.charts{display:flex;flex-wrap:wrap;gap:12px}.skip{color:#a15c00}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(340px,1fr));gap:16px}.skip{color:#a15c00}
+svg.chart.line,svg.chart.bars{width:100%;height:auto;display:block}
+table.results{width:100%;margin-bottom:6px}table.results th.num{text-align:right}
+table.facts th{width:32%;vertical-align:top}table.facts td{overflow-wrap:anywhere}
 .grid{display:flex;flex-wrap:wrap;gap:10px;align-items:flex-start}
 .row{display:flex;gap:10px;align-items:center;margin:8px 0}.query{width:220px;font-size:13px}
 .cell{text-align:center;font-size:11px;width:84px}
@@ -117,51 +122,73 @@ def _curves(rows: list[dict[str, Any]]) -> str:
     return f'<div class="charts">{"".join(charts)}</div>' if charts else "<p>no numeric metrics found</p>"
 
 
+# The numbers one would cite, per task: (column heading, metric key, shown as a percentage).
+RESULT_COLUMNS: dict[type, tuple[str, tuple[tuple[str, str, bool], ...]]] = {
+    ZeroShotResult: ("Zero-shot classification", (
+        ("images", "n_images", False), ("classes", "n_classes", False), ("top-1", "top1", True),
+        ("top-5", "top5", True), ("mean per class", "mean_per_class", True))),
+    RetrievalResult: ("Retrieval", (
+        ("images", "n_images", False), ("captions", "n_texts", False),
+        ("image→text R@1", "image_to_text_R@1", True), ("R@5", "image_to_text_R@5", True),
+        ("R@10", "image_to_text_R@10", True), ("text→image R@1", "text_to_image_R@1", True),
+        ("R@5 ", "text_to_image_R@5", True), ("R@10 ", "text_to_image_R@10", True))),
+    ProbeResult: ("Linear probe", (
+        ("train images", "n_train", False), ("test images", "n_test", False), ("accuracy", "accuracy", True),
+        ("validation accuracy", "val_accuracy", True), ("L2", "l2", False))),
+}
+
+
+def _cell(value: Any, pct: bool) -> str:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        return '<td class="num">—</td>'
+    shown = _pct(value) if pct else (f"{int(value):,}" if float(value).is_integer() else f"{value:g}")
+    return f'<td class="num">{shown}</td>'
+
+
+def _results_tables(result: SuiteResult) -> str:
+    """One table per task (rows: benchmarks; columns: its headline metrics), then the skipped benchmarks."""
+    out = []
+    for kind, (heading, columns) in RESULT_COLUMNS.items():
+        rows = []
+        for key, detail in result.details.items():
+            if not isinstance(detail, kind):
+                continue
+            m = detail.metrics()
+            extra = _cell(1 / m["n_classes"], True) if kind is ZeroShotResult else ""
+            cells = "".join(_cell(m.get(metric), pct) for _, metric, pct in columns)
+            rows.append(f"<tr><td>{escape(key.split('.', 1)[1])}</td>{cells}{extra}</tr>")
+        if rows:
+            heads = "".join(f'<th class="num">{escape(h.strip())}</th>' for h, _, _ in columns)
+            heads += '<th class="num">chance</th>' if kind is ZeroShotResult else ""
+            out.append(f"<h3>{heading}</h3><table class='results'><tr><th>benchmark</th>{heads}</tr>"
+                       f"{''.join(rows)}</table>")
+    if result.skipped:
+        items = "".join(f"<li>{escape(k)}: {escape(v)}</li>" for k, v in result.skipped.items())
+        out.append(f'<h3>Skipped</h3><ul class="skip">{items}</ul>')
+    return "".join(out) or "<p>no benchmark ran</p>"
+
+
 def _benchmarks(result: SuiteResult) -> str:
-    bars, rows = [], []
+    """The headline score of every benchmark as bars against chance, the time each took, and the data sources."""
+    bars = []
     for key, detail in result.details.items():
         m = detail.metrics()
-        task, name = key.split(".", 1)
+        name = key.split(".", 1)[1]
         if isinstance(detail, ZeroShotResult):
-            chance = 1 / m["n_classes"]
-            bars.append((f"zero-shot top-1 · {name}", m["top1"], chance))
-            main = (
-                f"top-1 {_pct(m['top1'])} · top-5 {_pct(m['top5'])} · mean per class {_pct(m['mean_per_class'])} "
-                f"· chance {_pct(chance)}"
-            )
-            size = f"{int(m['n_images'])} images, {int(m['n_classes'])} classes"
+            bars.append((f"zero-shot top-1 · {name}", m["top1"], 1 / m["n_classes"]))
         elif isinstance(detail, RetrievalResult):
             bars.append((f"text→image R@5 · {name}", m["text_to_image_R@5"], min(1.0, 5 / m["n_images"])))
             bars.append((f"image→text R@5 · {name}", m["image_to_text_R@5"], None))
-            main = " · ".join(
-                f"{d} R@{k} {_pct(m[f'{p}_R@{k}'])}"
-                for p, d in (("image_to_text", "i→t"), ("text_to_image", "t→i"))
-                for k in (1, 5, 10)
-            )
-            size = f"{int(m['n_images'])} images, {int(m['n_texts'])} captions"
         elif isinstance(detail, ProbeResult):
             bars.append((f"linear probe · {name}", m["accuracy"], None))
-            main = f"accuracy {_pct(m['accuracy'])} · L2 {m['l2']:g} (validation {_pct(m['val_accuracy'])})"
-            size = f"{int(m['n_train'])} train, {int(m['n_test'])} test images"
-        else:
-            continue
-        seconds = result.seconds.get(key, float("nan"))
-        rows.append(
-            f"<tr><td>{escape(task)}</td><td>{escape(name)}</td><td>{main}</td><td>{size}</td>"
-            f'<td class="num">{seconds:.1f}s</td></tr>'
-        )
-    skipped = "".join(
-        f'<tr class="skip"><td colspan="5">skipped {escape(k)}: {escape(v)}</td></tr>' for k, v in result.skipped.items()
-    )
-    table = (
-        "<table><tr><th>task</th><th>benchmark</th><th>result</th><th>data</th><th>time</th></tr>"
-        f"{''.join(rows)}{skipped}</table>"
-    )
-    sources = "".join(f"<li><b>{escape(k)}</b>: {escape(v)}</li>" for k, v in result.sources.items())
     chart = svg.bar_chart(bars) if bars else ""
     if any(b[2] is not None for b in bars):
         chart += '<p class="sub">Dark ticks: chance level (zero-shot 1/classes, text→image R@5 5/images).</p>'
-    return f'{chart}{table}<h3>Data sources</h3><ul class="sub">{sources}</ul>'
+    times = " · ".join(f"{escape(k)} {v:.1f} s" for k, v in result.seconds.items())
+    if times:
+        chart += f'<p class="sub">Time per benchmark: {times}</p>'
+    sources = "".join(f"<li><b>{escape(k)}</b>: {escape(v)}</li>" for k, v in result.sources.items())
+    return f'{chart}<h3>Data sources</h3><ul class="sub">{sources}</ul>'
 
 
 def _confusion(name: str, res: ZeroShotResult) -> str:
@@ -223,9 +250,49 @@ def _retrieval_grid(name: str, res: RetrievalResult) -> str:
     return "".join(out)
 
 
+def _fact(value: Any) -> str | None:
+    """A Run-table value as text: None and empty values are left out (no "limit None"), mappings become
+    "key value · key value" without their unset entries, numbers lose float noise."""
+    if value is None or value == "" or value == {} or value == []:
+        return None
+    if isinstance(value, dict):
+        parts = [f"{k} {v}" for k, v in ((k, _fact(v)) for k, v in value.items()) if v is not None]
+        return " · ".join(parts) or None
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(_fact(v)) for v in value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:,.4g}" if abs(value) >= 1000 else f"{value:.4g}"
+    if isinstance(value, int):
+        return f"{value:,}" if abs(value) >= 10_000 else str(value)
+    return str(value)
+
+
 def _kv_table(meta: dict[str, Any]) -> str:
-    rows = "".join(f"<tr><th>{escape(str(k))}</th><td>{escape(str(v))}</td></tr>" for k, v in meta.items())
-    return f"<table>{rows}</table>"
+    rows = "".join(f"<tr><th>{escape(str(k))}</th><td>{escape(shown)}</td></tr>"
+                   for k, shown in ((k, _fact(v)) for k, v in meta.items()) if shown is not None)
+    return f"<table class='facts'>{rows}</table>"
+
+
+def run_title(checkpoint: str | Path | None, run_dir: str | Path | None = None) -> str:
+    """The report's title: the training run's name, not its checkpoint folder's ("final").
+
+    A run directory names the run; a checkpoint inside a run (RUN/final, RUN/checkpoints/step_N.pt) is named
+    after RUN, with the checkpoint when it is not the final one; any other checkpoint by its own name.
+    """
+    if run_dir:
+        run = Path(run_dir).resolve().name
+        ckpt = Path(checkpoint).name if checkpoint else ""
+        return f"{run} ({ckpt})" if ckpt and ckpt != "final" and Path(checkpoint).parent.name != run else run
+    if not checkpoint:
+        return "clipforge evaluation"
+    path = Path(checkpoint).resolve()
+    if path.parent.name == "checkpoints":
+        return f"{path.parent.parent.name} ({path.stem})"
+    if path.name == "final":
+        return path.parent.name
+    return path.name
 
 
 def render_report(
@@ -240,14 +307,17 @@ def render_report(
 
     Args:
         result: what the suite computed (metrics plus each evaluator's full result).
-        title: page heading.
+        title: page heading (``run_title`` names the run).
         meta: key facts shown at the top (checkpoint, seed, steps, suite, wall time, ...).
         metrics_rows: a training run's metrics.jsonl rows, for the training curves.
         run_config: the resolved training config, shown as JSON.
     """
     body = [f"<h1>{escape(title)}</h1>"]
     if meta:
-        body.append(f'<section id="run"><h2>Run</h2>{_kv_table(meta)}</section>')
+        facts = [(k, None if isinstance(meta.get(k), dict) else _fact(meta.get(k))) for k in SUBTITLE_KEYS]
+        line = " · ".join(f"{k.removeprefix('train ')} {v}" for k, v in facts if v is not None)
+        body.append(f'<p class="sub">clipforge evaluation · {escape(line)}</p>')
+    body.append(f'<section id="results"><h2>Results</h2>{_results_tables(result)}</section>')
     if metrics_rows:
         body.append(f'<section id="curves"><h2>Training curves</h2>{_curves(metrics_rows)}</section>')
     body.append(f'<section id="benchmarks"><h2>Accuracy per benchmark</h2>{_benchmarks(result)}</section>')
@@ -262,6 +332,8 @@ def render_report(
     if ret:
         grids = "".join(_retrieval_grid(k, d) for k, d in ret.items())
         body.append(f'<section id="retrieval"><h2>Retrieval</h2>{grids}</section>')
+    if meta:
+        body.append(f'<section id="run"><h2>Run</h2>{_kv_table(meta)}</section>')
     if run_config:
         text = escape(json.dumps(run_config, indent=2, default=str))
         body.append(f'<section id="config"><h2>Training config</h2><pre>{text}</pre></section>')

@@ -4,7 +4,7 @@ demo both call.
     from clipforge.eval.runner import evaluate_and_report
     from clipforge.eval.suite import SuiteConfig
     result = evaluate_and_report(pipeline, SuiteConfig(name="demo", emoji_root="data/emoji"), "runs/demo",
-                                 checkpoint="runs/demo/final", run_dir="runs/demo")
+                                 checkpoint="runs/demo/train/final", run_dir="runs/demo")
     result.metrics["zeroshot.emoji_heldout.top1"]
 """
 
@@ -186,9 +186,9 @@ def evaluate_and_report(
     report.write_timings_json(out / TIMINGS_FILE, result, times)
     log.info("results: %s", path)
     if html:
-        title = f"clipforge evaluation — {Path(checkpoint).name}" if checkpoint else "clipforge evaluation"
+        title = report.run_title(checkpoint, run_dir)
         page = report.write_report(
-            out / "report.html", result, meta={**meta, **times}, metrics_rows=rows, run_config=run_config,
+            out / "report.html", result, meta={**meta, "suite config": to_dict(cfg), **times}, metrics_rows=rows, run_config=run_config,
             title=title,
         )
         log.info("report: %s", page)

@@ -16,6 +16,7 @@ from clipforge.index.manifest import (
     METADATA_FILE,
     TEXT_EMB_FILE,
     read_embed_manifest,
+    same_checkpoint,
 )
 from clipforge.index.store import (
     IndexStore,
@@ -61,6 +62,15 @@ def read_embeddings(emb_dir: str | Path) -> Embeddings:
     if len(image) != len(meta["id"]) or len(text) != len(image):
         raise UserError(f"{emb}: {len(meta['id'])} metadata rows but {len(image)} vectors",
                         hint="re-run 'clipforge embed' into this directory to repair it")
+    if image.ndim != 2 or image.shape[1] != manifest.dim:
+        raise UserError(f"{emb}: vectors of shape {image.shape}, but embed.json says {manifest.dim} dimensions",
+                        hint="re-run 'clipforge embed' into a new directory")
+    bad = ~(np.isfinite(image).all(axis=1) & np.isfinite(text).all(axis=1))
+    if bad.any():
+        # A NaN vector ranks arbitrarily against every query; indexing it (or quietly dropping it) hides the fault.
+        first = meta["path"][int(np.flatnonzero(bad)[0])]
+        raise UserError(f"{emb}: {int(bad.sum())} of {len(image)} embeddings are not finite (NaN/inf), e.g. {first}",
+                        hint="check the checkpoint's weights, then embed into a new directory")
     return Embeddings(image, text, {k: meta[k] for k in META_KEYS}, manifest.checkpoint, manifest.source)
 
 
@@ -125,13 +135,22 @@ def sync_store(store: IndexStore, emb: Embeddings) -> tuple[int, int]:
     training size. Returns (added, removed).
 
     Raises:
-        UserError: when the embeddings come from another checkpoint than the index.
+        UserError: when the embeddings come from another checkpoint or another collection than the index (checked
+            before anything changes, so a refused update leaves the index as it was).
     """
-    if emb.checkpoint.get("config_sha256") != store.manifest["checkpoint"].get("config_sha256"):
+    if not same_checkpoint(emb.checkpoint, store.manifest["checkpoint"]):
         raise UserError(
             f"these embeddings come from {emb.checkpoint.get('path')}, the index from "
             f"{store.manifest['checkpoint'].get('path')}: vectors of two models cannot share an index",
             hint="build a new index (without --add)",
+        )
+    mine, theirs = store.manifest.get("source", {}), emb.source
+    if (mine.get("root"), mine.get("kind")) != (theirs.get("root"), theirs.get("kind")):
+        # Syncing would drop every id of this collection and add paths that do not resolve under its root.
+        raise UserError(
+            f"these embeddings are of {theirs.get('root')} ({theirs.get('kind')}), the index of {mine.get('root')} "
+            f"({mine.get('kind')}): --add updates an index from the same collection only",
+            hint="build a separate index for the other collection, or embed one folder holding both and index that",
         )
     indexed = {int(i) for i in store.meta["id"]}
     current = {int(i) for i in emb.meta["id"]}

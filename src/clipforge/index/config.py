@@ -39,6 +39,8 @@ class EmbedConfig:
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
         image_column, caption_column: the columns of a pairs table.
         max_pixels: decoding budget per image in pixels; a larger image is skipped and counted, not decoded.
+        precision: the model's arithmetic: fp32, bf16, int8 (CPU) or auto (see clipforge.precision); unset:
+            fp32 on a CPU (exactly the model's features), auto on a GPU (bf16 autocast, fp32 normalization).
     """
 
     checkpoint: str = ""
@@ -51,6 +53,7 @@ class EmbedConfig:
     image_column: str = "image"
     caption_column: str = "caption"
     max_pixels: int = DEFAULT_MAX_PIXELS
+    precision: Literal["fp32", "bf16", "int8", "auto"] | None = None
 
     def __post_init__(self) -> None:
         _at_least(self, 1, "batch_size", "max_pixels")

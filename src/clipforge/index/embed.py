@@ -29,9 +29,16 @@ from clipforge.data.skips import SkipStats
 from clipforge.data.sources import Item, Source, read_bytes
 from clipforge.data.transforms import ImageTooLarge, load_image
 from clipforge.errors import UserError
-from clipforge.index.manifest import PARTS_DIR, EmbedManifest, content_hash, read_embed_manifest
+from clipforge.index.manifest import (
+    EMBED_MANIFEST,
+    PARTS_DIR,
+    EmbedManifest,
+    content_hash,
+    read_embed_manifest,
+    same_checkpoint,
+)
 from clipforge.index.parts import done_hashes, merge, write_part
-from clipforge.utils.io import atomic_write_text, ensure_dir
+from clipforge.utils.io import atomic_write_text, ensure_dir, remove_stale_temps
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -77,34 +84,51 @@ class _ItemDataset(torch.utils.data.Dataset):
             return {"item": item, "status": "too_large", "error": str(exc).split("\n")[0]}
         except UserError as exc:
             return {"item": item, "status": "corrupt", "error": str(exc)}
-        except Exception as exc:  # noqa: BLE001 - a broken file must not stop a million-image run
+        except Exception as exc:  # a broken file must not stop a million-image run
             return {"item": item, "status": "corrupt", "error": f"{type(exc).__name__}: {exc}"}
         return {"item": item, "status": "ok", "pixels": pixels, "size": image.size, "sha256": digest}
 
 
-def _identity(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return batch
+def collate_rows(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """In the worker: the decoded images of a batch stacked into one tensor (the main process only copies it).
+
+    Returns ``{"rows": every row without its pixels, "pixels": (n_ok, 3, H, W) float32 or None}``, the
+    pixels in the order of the rows whose status is "ok".
+    """
+    ok = [r.pop("pixels") for r in batch if r["status"] == "ok"]
+    return {"rows": batch, "pixels": torch.stack(ok) if ok else None}
+
+
+def loader_options(device: torch.device) -> dict[str, Any]:
+    """DataLoader options for ``device``: on CUDA the batches arrive in page-locked memory, so the copy to the
+    device runs asynchronously (``non_blocking``) while the host goes on."""
+    return {"pin_memory": device.type == "cuda"}
 
 
 @torch.inference_mode()
-def _encode(pipeline: Pipeline, rows: list[dict[str, Any]], device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-    """L2-normalized image and caption embeddings (float32) for decoded rows; zero text rows where no caption."""
+def _encode(pipeline: Pipeline, rows: list[dict[str, Any]], pixels: torch.Tensor,
+            device: torch.device) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """L2-normalized image and caption embeddings (float32) for decoded rows; zero text rows where no caption.
+
+    The model may compute in bf16 or int8 (``pipeline.precision``); the normalization is always fp32.
+    """
     model = pipeline.model
     dtype = next(model.parameters()).dtype
-    pixels = torch.stack([r["pixels"] for r in rows]).to(device=device, dtype=dtype)  # (B, 3, H, W)
+    pixels = pixels.to(device, non_blocking=True).to(dtype)  # (B, 3, H, W); cast on the device
     image = F.normalize(model.encode_image(pixels).float(), dim=-1)  # (B, D)
     text = torch.zeros_like(image)
     with_caption = [i for i, r in enumerate(rows) if r["item"].caption]
     if with_caption:
-        tokens = pipeline.tokenizer([rows[i]["item"].caption for i in with_caption]).to(device)  # (C, L)
+        tokens = pipeline.tokenizer([rows[i]["item"].caption for i in with_caption]).to(device, non_blocking=True)
         text[with_caption] = F.normalize(model.encode_text(tokens).float(), dim=-1)
-    bad = ~(torch.isfinite(image).all(dim=1) & torch.isfinite(text).all(dim=1))  # (B,)
-    if bool(bad.any()):
+    image_np, text_np = image.cpu().numpy(), text.cpu().numpy()  # the one wait for the device per batch
+    bad = ~(np.isfinite(image_np).all(axis=1) & np.isfinite(text_np).all(axis=1))  # (B,)
+    if bad.any():
         # A NaN vector ranks arbitrarily against every query: refuse it instead of storing or dropping items.
-        first = rows[int(bad.nonzero()[0])]["item"].path
+        first = rows[int(np.flatnonzero(bad)[0])]["item"].path
         raise UserError(f"the model gave a non-finite (NaN/inf) embedding for {int(bad.sum())} of {len(rows)} "
                         f"images, e.g. {first}", hint="check the checkpoint's weights and the --device/dtype")
-    return image.cpu().numpy(), text.cpu().numpy()
+    return image_np, text_np
 
 
 def embed_collection(
@@ -145,18 +169,24 @@ def embed_collection(
         raise UserError(f"dtype must be float16 or float32, got {dtype!r}")
     check_batching(batch_size, workers, max_pixels)
     out = ensure_dir(out_dir, "out")
-    if (out / "embed.json").is_file():
+    if world == 1:  # under torchrun another rank may already be writing here; alone, a temp file is a dead save's
+        for stale in [*remove_stale_temps(out), *remove_stale_temps(out / PARTS_DIR)]:
+            log.warning("removed %s, left by a run that was killed while saving", stale)
+    if (out / EMBED_MANIFEST).is_file():
         previous = read_embed_manifest(out)
-        if previous.checkpoint.get("config_sha256") != fingerprint["config_sha256"]:
+        if not same_checkpoint(previous.checkpoint, fingerprint):
+            # Resuming would mix two models' vectors in one directory (e.g. step 300 and the final weights).
             raise UserError(
-                f"{out} holds embeddings from another checkpoint ({previous.checkpoint.get('path')})",
-                hint="embed into a new out= directory, or delete this one",
+                f"{out} holds embeddings from another checkpoint ({previous.checkpoint.get('path')}, other weights "
+                f"or config)", hint="embed into a new out= directory, or delete this one",
             )
     done = done_hashes(out)
     mine = list(collection.items[rank::world])
     dataset = _ItemDataset(collection.root, mine, done, pipeline.preprocess, max_pixels)
+    device = torch.device(device)
     loader = torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, num_workers=workers, collate_fn=_identity, persistent_workers=False
+        dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_rows, persistent_workers=False,
+        **loader_options(device),
     )
     result = EmbedResult()
     skips = SkipStats()
@@ -180,15 +210,15 @@ def embed_collection(
             images.clear()
             texts.clear()
 
-    device = torch.device(device)
     with _progress(progress and rank == 0, len(mine) * world, f"embedding {len(collection.items)} images") as advance:
-        for batch in loader:
+        for stacked in loader:
+            batch = stacked["rows"]
             ok = [r for r in batch if r["status"] == "ok"]
             for r in batch:
                 _count(r, skips)
             done_now += sum(r["status"] == "done" for r in batch)
             if ok:
-                image, text = _encode(pipeline, ok, device)
+                image, text = _encode(pipeline, ok, stacked["pixels"], device)
                 images.append(image)
                 texts.append(text)
                 for r in ok:
@@ -285,18 +315,21 @@ def embed_in_memory(
     """
     check_batching(batch_size, workers, max_pixels)
     dataset = _ItemDataset(collection.root, list(collection.items), {}, pipeline.preprocess, max_pixels)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=_identity)
+    device = torch.device(device)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=workers, collate_fn=collate_rows,
+                                         **loader_options(device))  # fmt: skip
     paths: list[str] = []
     vectors: list[np.ndarray] = []
     skips = SkipStats()
     skips.update(collection.skipped.counts)
     with _progress(progress, len(dataset), f"embedding {len(dataset)} images") as advance:
-        for batch in loader:
+        for stacked in loader:
+            batch = stacked["rows"]
             ok = [r for r in batch if r["status"] == "ok"]
             for r in batch:
                 _count(r, skips)
             if ok:
-                vectors.append(_encode(pipeline, ok, torch.device(device))[0])
+                vectors.append(_encode(pipeline, ok, stacked["pixels"], device)[0])
                 paths.extend(r["item"].path for r in ok)
             advance(len(batch))
     skips.log(log, f"embedding {collection.spec}")

@@ -1,7 +1,8 @@
 """What an embedding directory holds, and which checkpoint made it.
 
 An embedding directory (written by ``clipforge embed``):
-  embed.json         format, checkpoint {path, config_sha256}, source {root, kind}, dtype, dim, count, next_id
+  embed.json         format, checkpoint {path, config_sha256, identity}, source {root, kind}, dtype, dim, count,
+                     next_id
   metadata.parquet   one row per image: id, path, width, height, sha256, caption (row i <-> vector row i)
   image_emb.npy      (N, D) L2-normalized image embeddings, float16 by default (dtype=float32 to keep all bits;
                      float16 changes cosine scores by ~1e-3, which does not change rankings in practice)
@@ -13,13 +14,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from clipforge.checkpoint import read_config
+from clipforge.checkpoint import config_sha256, read_config, read_identity
 from clipforge.errors import UserError
-from clipforge.utils.configs import to_dict
+
+log = logging.getLogger(__name__)
 
 EMBED_MANIFEST = "embed.json"
 METADATA_FILE = "metadata.parquet"
@@ -27,26 +30,37 @@ IMAGE_EMB_FILE = "image_emb.npy"
 TEXT_EMB_FILE = "text_emb.npy"
 PARTS_DIR = "parts"
 FORMAT_VERSION = 1
-META_COLUMNS = ("id", "path", "width", "height", "sha256", "caption")
 
 
-def checkpoint_fingerprint(ckpt_dir: str | Path) -> dict[str, str]:
-    """``{"path", "config_sha256"}`` of a checkpoint: the config hash proves later queries use the same model.
-
-    The hash covers the canonical JSON of config.json (model, tokenizer and preprocessing), so two
-    checkpoints with the same architecture but different preprocessing get different hashes.
-    """
-    return {"path": str(Path(ckpt_dir).resolve()), "config_sha256": config_sha256(read_config(ckpt_dir))}
+__all__ = ["checkpoint_fingerprint", "config_sha256", "same_checkpoint"]
 
 
-def config_sha256(config: Any) -> str:
-    """Hex SHA-256 of a config's canonical JSON (sorted keys, no spaces): equal configs, equal hashes.
+def checkpoint_fingerprint(ckpt_dir: str | Path, identity: str | None = None) -> dict[str, str]:
+    """``{"path", "config_sha256", "identity"}`` of a checkpoint: what embeddings and indexes record.
+
+    ``identity`` (``checkpoint.checkpoint_identity``) covers config and weights, so step 300 and the final
+    weights of one run differ; ``config_sha256`` is kept for directories made before identities existed.
 
     Args:
-        config: a frozen config dataclass, e.g. a ``PipelineConfig``.
+        ckpt_dir: the checkpoint directory.
+        identity: its identity when already known (``Pipeline.identity``); read from config.json otherwise.
     """
-    canonical = json.dumps(to_dict(config), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return {"path": str(Path(ckpt_dir).resolve()), "config_sha256": config_sha256(read_config(ckpt_dir)),
+            "identity": identity or read_identity(ckpt_dir)}
+
+
+def same_checkpoint(a: dict[str, str], b: dict[str, str]) -> bool:
+    """Whether two recorded checkpoints are the same model: by identity (config + weights) when both record one.
+
+    A directory made before identities were recorded has only the config hash; then only the configs can be
+    compared, and a warning says so (re-embedding records the identity).
+    """
+    if a.get("identity") and b.get("identity"):
+        return a["identity"] == b["identity"]
+    log.warning("%s was recorded without the weights' identity (an older clipforge): only the model config is "
+                "compared; re-run 'clipforge embed' and 'clipforge index' to record it",
+                (a if not a.get("identity") else b).get("path", "a checkpoint"))
+    return a.get("config_sha256") == b.get("config_sha256")
 
 
 def content_hash(data: bytes) -> str:

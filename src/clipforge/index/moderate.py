@@ -145,6 +145,11 @@ class Moderator:
         """(N, C) cosine scores of (N, D) unit image vectors against every concept."""
         return images.astype(np.float32) @ self.vectors.T
 
+    def flags(self, images: np.ndarray) -> np.ndarray:
+        """(N,) booleans: True where an (N, D) unit image vector reaches any concept's threshold."""
+        thresholds = np.array([np.inf if c.threshold is None else c.threshold for c in self.concepts], np.float32)
+        return (self.scores(images) >= thresholds).any(axis=1)
+
     def judge(self, image: np.ndarray) -> dict[str, Any]:
         """Verdict for one (D,) or (1, D) image vector: flagged, and per-concept score/threshold/flag."""
         row = self.scores(image.reshape(1, -1))[0]

@@ -16,7 +16,7 @@ from clipforge.data.sources import Item, Source, open_source
 from clipforge.errors import UserError
 from clipforge.index.build import read_embeddings
 from clipforge.index.embed import embed_in_memory
-from clipforge.index.manifest import EMBED_MANIFEST, checkpoint_fingerprint
+from clipforge.index.manifest import EMBED_MANIFEST, checkpoint_fingerprint, same_checkpoint
 from clipforge.index.moderate import (
     Calibration,
     Concept,
@@ -85,8 +85,9 @@ def moderate_collection(pipeline: Pipeline, checkpoint: str, src: str, concepts:
     """
     if (Path(src) / EMBED_MANIFEST).is_file():
         emb = read_embeddings(src)
-        if emb.checkpoint["config_sha256"] != checkpoint_fingerprint(checkpoint)["config_sha256"]:
-            raise UserError(f"{src} was embedded with another checkpoint ({emb.checkpoint['path']})")
+        if not same_checkpoint(emb.checkpoint, checkpoint_fingerprint(checkpoint, pipeline.identity)):
+            raise UserError(f"{src} was embedded with another checkpoint ({emb.checkpoint['path']})",
+                            hint="moderate the images themselves, or embed them with this checkpoint first")
         paths, vectors, skipped = list(emb.meta["path"]), emb.image, {}
     else:
         paths, vectors, skipped = embed_in_memory(pipeline, open_source(src), **embed_opts)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from clipforge.errors import UserError
 from clipforge.eval.templates import get_templates
 from clipforge.eval.zeroshot import class_embeddings, class_probabilities, probability_kind, rank_classes
-from clipforge.index.manifest import config_sha256
+from clipforge.index.manifest import config_sha256, same_checkpoint
 from clipforge.index.moderate import concept_probabilities
 from clipforge.index.store import IndexStore, load_store
 from clipforge.pipeline import Pipeline, load
@@ -62,12 +62,13 @@ class LabelScore:
 
 
 def check_pipeline(pipeline: Pipeline, checkpoint: dict[str, str]) -> None:
-    """Refuse a pipeline whose config differs from the one that made the index's vectors."""
-    if config_sha256(pipeline.config) != checkpoint.get("config_sha256"):
+    """Refuse a pipeline whose config or weights differ from the ones that made the index's vectors."""
+    mine = {"config_sha256": config_sha256(pipeline.config), "identity": pipeline.identity}
+    if not same_checkpoint(checkpoint, mine):
         raise UserError(
-            f"the model given does not match the one that built this index ({checkpoint.get('path')})",
-            hint="query with the checkpoint recorded in index.json",
-        )
+            f"the model does not match the one that built this index ({checkpoint.get('path')}): its config or "
+            f"weights changed since", hint="query with the checkpoint recorded in index.json, or embed and index "
+                                           "the collection again with this one")
 
 
 def embed_texts(pipeline: Pipeline, texts: list[str]) -> np.ndarray:
@@ -85,24 +86,27 @@ class Searcher:
         store: the loaded index (``load_store``).
         pipeline: the model; by default the checkpoint recorded in the index is loaded.
         device: where to load the model when ``pipeline`` is None.
+        precision: its arithmetic (fp32, bf16, int8, auto; see clipforge.precision).
     """
 
-    def __init__(self, store: IndexStore, pipeline: Pipeline | None = None, device: str = "cpu") -> None:
+    def __init__(self, store: IndexStore, pipeline: Pipeline | None = None, device: str = "cpu",
+                 precision: str = "fp32") -> None:
         self.store = store
         if pipeline is None:
             ckpt = store.manifest["checkpoint"]["path"]
             if not Path(ckpt).exists():
                 raise UserError(f"the checkpoint that built this index is gone: {ckpt}",
                                 hint="restore it, or rebuild the index with 'clipforge embed' + 'clipforge index'")
-            pipeline = load(ckpt, device=device)
+            pipeline = load(ckpt, device=device, precision=precision)
         check_pipeline(pipeline, store.manifest["checkpoint"])
         self.pipeline = pipeline
         self.lock = threading.Lock()
         self.root = Path(store.manifest["source"]["root"])
 
     @classmethod
-    def open(cls, index_dir: str | Path, pipeline: Pipeline | None = None, device: str = "cpu") -> Searcher:
-        return cls(load_store(index_dir), pipeline, device)
+    def open(cls, index_dir: str | Path, pipeline: Pipeline | None = None, device: str = "cpu",
+             precision: str = "fp32") -> Searcher:
+        return cls(load_store(index_dir), pipeline, device, precision)
 
     # --- embedding -------------------------------------------------------------------------------
     @staticmethod

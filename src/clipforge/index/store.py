@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from clipforge.errors import UserError
-from clipforge.utils.io import atomic_path, atomic_write_text
+from clipforge.utils.io import atomic_path, atomic_write_text, ensure_dir
 
 INDEX_MANIFEST = "index.json"
 INDEX_FILE = "index.faiss"
@@ -72,6 +72,9 @@ def choose_params(n: int, dim: int, kind: str = "auto", quant: str = "none", nli
         return IndexParams("flat")
     # IVF: sqrt(n) balances probing lists against scanning them; x4 keeps lists ~250 long at 1M.
     lists = nlist or max(1, min(int(4 * math.sqrt(n)), n // 39))
+    if lists > n:  # k-means cannot place more centroids than it has points (FAISS fails in C++ otherwise)
+        raise UserError(f"nlist={lists} lists need at least {lists} vectors to train, the embeddings hold {n}",
+                        hint=f"leave nlist unset (about 4 sqrt(N)), give nlist <= {max(1, n // 39)}, or use kind=flat")
     pq_m = 0
     if quant == "pq":
         pq_m = m or max(1, dim // 8)
@@ -193,11 +196,35 @@ class IndexStore:
         return None if r is None else {k: v[r] for k, v in self.meta.items()}
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(Q, k) scores and ids for (Q, D) float32 unit queries; missing neighbours have id -1."""
+        """(Q, k) scores and ids for (Q, D) float32 unit queries; missing neighbours have id -1.
+
+        Raises:
+            UserError: when the queries' width is not the index's (FAISS would only assert).
+        """
+        if queries.ndim != 2 or queries.shape[1] != self.index.d:
+            raise UserError(f"queries of width {queries.shape[-1]} cannot search an index of {self.index.d}-d vectors",
+                            hint="query with the checkpoint recorded in index.json, or rebuild the index")
         return self.index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+
+    def vectors(self, ids: list[int]) -> np.ndarray:
+        """(N, D) float32 stored vectors of indexed ``ids`` (decoded from the codes: approximate for sq8/pq).
+
+        An IVF index gets a hash-table id map on first use (FAISS keeps none by default); a flat IDMap2 index
+        reconstructs by id as it is.
+        """
+        faiss = faiss_module()
+        ivf = faiss.try_extract_index_ivf(self.index)
+        if ivf is not None and ivf.direct_map.type == faiss.DirectMap.NoMap:
+            ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+        if not ids:
+            return np.zeros((0, self.index.d), np.float32)
+        return np.stack([self.index.reconstruct(int(i)) for i in ids]).astype(np.float32)
 
     def add(self, vectors: np.ndarray, rows: dict[str, list], captions: np.ndarray | None) -> None:
         """Append rows (metadata columns incl. "id") and their unit vectors."""
+        if vectors.shape[1] != self.index.d:
+            raise UserError(f"vectors of width {vectors.shape[1]} cannot join an index of {self.index.d}-d vectors",
+                            hint="build a new index (without --add)")
         self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(rows["id"], np.int64))
         if self.captions is not None and captions is not None:
             self.captions = np.concatenate([self.captions, captions.astype(self.captions.dtype)])
@@ -222,8 +249,7 @@ class IndexStore:
     def save(self, out_dir: str | Path) -> None:
         """Write every file atomically, the manifest last."""
         faiss = faiss_module()
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        out = ensure_dir(out_dir, "out")
         with atomic_path(out / INDEX_FILE) as tmp:
             faiss.write_index(self.index, str(tmp))
         with atomic_path(out / META_FILE) as tmp:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import re
+import string
 
 import ftfy
 
@@ -36,3 +37,27 @@ def clean_text(text: str) -> str:
     # str.split() splits on the same characters as OpenAI's regex \s+ except U+001C..U+001F, which
     # ftfy has already removed (and html.unescape never produces).
     return " ".join(text.split()).lower()
+
+
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def open_clip_clean(text: str, mode: str) -> str:
+    """The cleaning OpenCLIP's HFTokenizer applies before a Hugging Face tokenizer (open_clip/tokenizer.py).
+
+    Every mode but "none" first repairs the text (``ftfy.fix_text``, ``html.unescape`` twice, strip); then
+    "whitespace" collapses runs of whitespace, "lower" also lower-cases, and "canonicalize" (big_vision's, for
+    SigLIP) turns "_" into spaces, removes ASCII punctuation, lower-cases and collapses whitespace.
+
+    Args:
+        text: raw caption or prompt.
+        mode: "none", "whitespace", "lower" or "canonicalize".
+    """
+    if mode == "none":
+        return text
+    text = html.unescape(html.unescape(ftfy.fix_text(text))).strip()
+    if mode == "canonicalize":
+        text = text.replace("_", " ").translate(_PUNCTUATION).lower()
+    elif mode == "lower":
+        text = text.lower()
+    return " ".join(text.split()).strip()

@@ -7,6 +7,8 @@ from typing import Literal
 
 # A trained or imported vocabulary, saved beside config.json in a checkpoint (and in a training run directory).
 TOKENIZER_FILE = "tokenizer.json"
+# OpenAI's BPE vocabulary, bundled (kind "openai"): a text tower of this size was built for it.
+OPENAI_VOCAB_SIZE = 49408
 
 
 @dataclass(frozen=True)
@@ -24,10 +26,16 @@ class TokenizerConfig:
             ``vocab_size - 1``; "hf": the tokenizer's ids must all be below it.
         pad_id: the id padding positions hold (0 for "openai"/"file").
         padding_side: where padding goes ("hf" pipelines may pad on the left; "openai"/"file" pad on the right).
+        clean: "hf" only: the text cleaning OpenCLIP's HFTokenizer applies before the pipeline ("none" for
+            Hugging Face folders, which have none; OpenCLIP's SigLIP configs use "canonicalize"). See
+            ``clipforge.text.clean.open_clip_clean``.
+        strip_id: "hf" only: an id replaced by 0 after padding (OpenCLIP's ``strip_sep_token``), or None.
     """
 
     kind: Literal["openai", "file", "hf"] = "openai"
     context_length: int = 77
-    vocab_size: int = 49408
+    vocab_size: int = OPENAI_VOCAB_SIZE
     pad_id: int = 0
     padding_side: Literal["right", "left"] = "right"
+    clean: Literal["none", "whitespace", "lower", "canonicalize"] = "none"
+    strip_id: int | None = None

@@ -276,7 +276,8 @@ def build_tokenizer(cfg: TokenizerConfig, ckpt_dir: Path | None = None) -> Token
     if cfg.kind == "hf":
         if ckpt_dir is None:
             raise UserError("tokenizer kind 'hf' needs the checkpoint directory that holds tokenizer.json")
-        hf = HFTokenizer.from_file(Path(ckpt_dir) / TOKENIZER_FILE, cfg.context_length, cfg.pad_id, cfg.padding_side)
+        hf = HFTokenizer.from_file(Path(ckpt_dir) / TOKENIZER_FILE, cfg.context_length, cfg.pad_id, cfg.padding_side,
+                                   cfg.clean, cfg.strip_id)  # fmt: skip
         if hf.vocab_size > cfg.vocab_size:
             raise UserError(
                 f"tokenizer has {hf.vocab_size} ids but the model's vocab_size is {cfg.vocab_size}",

@@ -15,6 +15,8 @@ from clipforge.data.loader import Batch, build_loader
 from clipforge.data.sources import open_source
 from clipforge.dist.sync import barrier
 from clipforge.errors import UserError
+from clipforge.eval.datasets import check_available, zeroshot_dataset
+from clipforge.eval.zeroshot import make_zeroshot_hook_for
 from clipforge.text.config import TokenizerConfig
 from clipforge.text.tokenizer import Tokenizer, build_tokenizer, train_tokenizer
 from clipforge.train.config import TrainConfig, resolve_model
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from clipforge.data.teacher import TeacherPrep
     from clipforge.dist.env import World
     from clipforge.model.config import CLIPConfig
+    from clipforge.pipeline import Pipeline
 
 log = logging.getLogger("clipforge.train")
 
@@ -114,3 +117,37 @@ def default_loader_factory(
 def pick_device(cfg: TrainConfig) -> str | None:
     """The device argument for ``init_distributed``: None lets it choose CUDA when available."""
     return None if cfg.device == "auto" else cfg.device
+
+
+def config_eval_fn(cfg: TrainConfig) -> Callable[[Pipeline], dict[str, float]] | None:
+    """The in-training zero-shot check ``cfg.eval`` describes, or None when ``eval_every`` is 0.
+
+    Its images are read at the first evaluation (which only rank 0 runs), so the other ranks never load them.
+
+    Raises:
+        UserError: for ``eval_every`` without ``eval.data``, or ``eval.data`` that is not there (a missing file
+            or folder, an MNIST-style set that is not installed).
+    """
+    data = cfg.eval.data
+    if not cfg.eval_every:
+        if data:
+            log.warning("eval.data=%s is set but eval_every is 0: no evaluation during training", data)
+        return None
+    if not data:
+        raise UserError(f"eval_every={cfg.eval_every} has nothing to evaluate",
+                        hint="set eval.data= a labelled .jsonl (e.g. data/emoji/val.jsonl), a folder of class "
+                        "folders, fashion-mnist or animal-mnist")  # fmt: skip
+    dataset = zeroshot_dataset(data, cfg.eval.limit or None)
+    try:
+        check_available(dataset)
+    except UserError as exc:
+        raise UserError(f"eval.data={data}: {exc.args[0]}", hint=exc.hint) from exc
+    hook: Callable[[Pipeline], dict[str, float]] | None = None
+
+    def evaluate(pipeline: Pipeline) -> dict[str, float]:
+        nonlocal hook
+        if hook is None:
+            hook = make_zeroshot_hook_for(dataset, cfg.eval.templates, cfg.eval.batch_size)
+        return hook(pipeline)
+
+    return evaluate

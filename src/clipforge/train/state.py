@@ -8,20 +8,26 @@ with ``weights_only=True``: only tensors and plain values, no pickled code.
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from clipforge.errors import UserError
-from clipforge.utils.io import atomic_path
+from clipforge.utils.io import atomic_path, remove_stale_temps
+from clipforge.utils.layout import CHECKPOINT_DIR, FINAL_DIR
 
-CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^step_(\d+)\.pt$")
 
 
 def checkpoint_path(run_dir: str | Path, step: int) -> Path:
     return Path(run_dir) / CHECKPOINT_DIR / f"step_{step:08d}.pt"
+
+
+def sharded_dir(path: Path) -> Path:
+    """The folder of an FSDP checkpoint's shards, beside its ``step_N.pt`` (``step_N.dcp``)."""
+    return path.with_suffix(".dcp")
 
 
 def list_checkpoints(run_dir: str | Path) -> list[tuple[int, Path]]:
@@ -49,7 +55,18 @@ def save_train_state(run_dir: str | Path, step: int, state: dict[str, Any], keep
     if keep_last > 0:
         for _, old in list_checkpoints(run_dir)[:-keep_last]:
             old.unlink(missing_ok=True)
+            if sharded_dir(old).is_dir():
+                shutil.rmtree(sharded_dir(old))
     return path
+
+
+def clean_run_dir(run_dir: str | Path) -> list[Path]:
+    """Remove the partial files of saves a killed run left (``checkpoints/.step_*.pt.*.tmp``, ``final/.*.tmp``).
+
+    Run on the main rank before training starts, when nothing else writes there. Returns what was removed.
+    """
+    run_dir = Path(run_dir)
+    return [p for folder in (run_dir, run_dir / CHECKPOINT_DIR, run_dir / FINAL_DIR) for p in remove_stale_temps(folder)]
 
 
 def resolve_resume(run_dir: str | Path, resume: str | None) -> Path | None:
@@ -75,8 +92,18 @@ def resolve_resume(run_dir: str | Path, resume: str | None) -> Path | None:
 
 
 def load_train_state(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint written by ``save_train_state`` onto the CPU."""
+    """Read a checkpoint written by ``save_train_state`` onto the CPU.
+
+    Raises:
+        UserError: in one line for any unreadable file (PyTorch's own message is a page of weights_only advice
+            that does not apply: clipforge states never need pickled code).
+    """
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user problem
-        raise UserError(f"cannot read checkpoint {path}: {exc}") from exc
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # any unreadable file is the same user problem
+        raise UserError(f"cannot read checkpoint {path}: not a clipforge training state ({type(exc).__name__})",
+                        hint="--resume takes 'latest', a run directory or one of its checkpoints/step_*.pt") from exc
+    if not isinstance(state, dict):
+        raise UserError(f"cannot read checkpoint {path}: not a clipforge training state (not a mapping)",
+                        hint="--resume takes 'latest', a run directory or one of its checkpoints/step_*.pt")
+    return state

@@ -30,7 +30,7 @@ LossFn = Callable[..., torch.Tensor]
 @dataclass
 class StepResult:
     loss: torch.Tensor  # detached scalar, this rank's loss on its full batch
-    logit_scale: float  # exp of the (clamped) learned log-temperature used in this step
+    logit_scale: torch.Tensor  # detached 0-d: exp of the (clamped) learned log-temperature used in this step
 
 
 def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
@@ -102,7 +102,7 @@ def forward_backward(
             out = model(pixels, token_ids)
         loss = loss_fn(_to_fp32(out))
         loss.backward()
-        return StepResult(loss.detach(), float(out.logit_scale.detach()))
+        return StepResult(loss.detach(), out.logit_scale.detach())
     if accum_mode == "mean":
         return _accumulate_mean(model, loss_fn, pixels, token_ids, accum_freq, precision, teacher)
     return _gradcache(model, loss_fn, pixels, token_ids, accum_freq, precision)
@@ -120,7 +120,7 @@ def _accumulate_mean(
     chunks = list(_chunks(pixels, token_ids, k))
     sizes = [px.shape[0] for px, _ in chunks]
     parts = []
-    scale = 0.0
+    scale = torch.zeros(())
     for j, (px, ids) in enumerate(chunks):
         with _sync_context(model, j == len(chunks) - 1), autocast_context(px.device, precision):
             out = model(px, ids)
@@ -133,7 +133,7 @@ def _accumulate_mean(
             loss = loss_fn(_to_fp32(out), **kwargs) / len(chunks)
             loss.backward()
         parts.append(loss.detach())
-        scale = float(out.logit_scale.detach())
+        scale = out.logit_scale.detach()
     return StepResult(torch.stack(parts).sum(), scale)
 
 
@@ -178,4 +178,4 @@ def _gradcache(
             torch.autograd.backward(tensors, grads)
         start += n
     _set_rng_state(after, device)
-    return StepResult(loss.detach(), float(scale.detach()))
+    return StepResult(loss.detach(), scale.detach())

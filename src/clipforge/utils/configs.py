@@ -39,6 +39,7 @@ from clipforge.errors import UserError
 from clipforge.utils.io import atomic_write_text
 
 T = TypeVar("T")
+RESOLVED_CONFIG_FILE = "config.yaml"  # a training run's resolved config, in its run_dir (the default of write_resolved)
 Expanders = Mapping[str, Callable[[str], dict[str, Any]]]
 
 
@@ -110,7 +111,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def write_resolved(cfg: Any, out_dir: str | Path, name: str = "config.yaml") -> Path:
+def write_resolved(cfg: Any, out_dir: str | Path, name: str = RESOLVED_CONFIG_FILE) -> Path:
     """Write ``cfg`` (a config dataclass) as YAML into ``out_dir`` atomically; returns the file's path."""
     path = Path(out_dir) / name
     atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
@@ -131,6 +132,30 @@ def require(cfg: Any, *keys: str, command: str = "") -> None:
             raise UserError(f"{key} is not set", hint=f"give it as {where} or in the config YAML")
 
 
+def set_keys(yaml_path: str | Path | None, overrides: Sequence[str] = ()) -> tuple[set[str], dict[str, Any]]:
+    """Which dotted keys a YAML file and a list of overrides set: (the file's keys, override key -> value).
+
+    A nested mapping contributes its own key and every key below it (``model``, ``model.vision``, ...), so a
+    caller can tell a replaced ``model`` (an override of the key itself) from one reached into.
+    """
+    file_keys: set[str] = set()
+
+    def walk(mapping: Mapping[str, Any], prefix: str) -> None:
+        for key, value in mapping.items():
+            file_keys.add(prefix + str(key))
+            if isinstance(value, Mapping):
+                walk(value, f"{prefix}{key}.")
+
+    if yaml_path is not None:
+        walk(_read_yaml(Path(yaml_path)), "")
+    given = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if sep:
+            given[key.strip()] = _parse_scalar(raw)
+    return file_keys, given
+
+
 def load_resolved(cls: type[T], path: str | Path) -> T:
     """Read a config written by ``write_resolved`` (YAML) or as JSON back into ``cls``."""
     return from_dict(cls, _read_yaml(Path(path)), source=str(path))
@@ -144,12 +169,23 @@ def _defaults(cls: type) -> dict[str, Any]:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
+    hint = "pass the path of a YAML file, e.g. configs/runs/tiny-emoji.yaml"
+    if path.is_dir():
+        raise UserError(f"config file {path} is a directory", hint=hint)
     if not path.is_file():
-        raise UserError(f"config file {path} does not exist", hint="pass the path of a YAML file, e.g. configs/runs/")
+        raise UserError(f"config file {path} does not exist", hint=hint)
     try:
-        loaded = yaml.safe_load(path.read_text()) if path.suffix != ".json" else json.loads(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:  # an image or other binary file given by mistake
+        raise UserError(f"config file {path} is not a text file (byte {exc.start} is not UTF-8)", hint=hint) from exc
+    try:
+        loaded = yaml.safe_load(text) if path.suffix != ".json" else json.loads(text)
     except (yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: not valid YAML: {exc}") from exc
+        # YAML's own message spans several lines (a caret under the spot); the first names the problem.
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where is not None else ""
+        first = (getattr(exc, "problem", None) or str(exc)).strip().splitlines()[0]
+        raise UserError(f"{path}: not valid YAML{line}: {first}", hint="check the indentation and the quotes") from exc
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
@@ -248,7 +284,8 @@ def _build(cls: type[T], data: Mapping[str, Any], prefix: str, source: str) -> T
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as exc:
-        raise UserError(f"{source}: invalid {prefix.rstrip('.') or cls.__name__}: {exc}") from exc
+        raise UserError(f"{source}: invalid {prefix.rstrip('.') or cls.__name__}: {exc}",
+                        hint="--print-config shows every key with its value") from exc
 
 
 def _type_name(hint: Any) -> str:

@@ -153,7 +153,7 @@ def _render(task: tuple[str, str, int]) -> str | None:
     svg, out, size = task
     try:
         atomic_write_bytes(out, bytes(resvg_py.svg_to_bytes(svg_path=svg, width=size, height=size)))
-    except Exception as exc:  # noqa: BLE001 - one bad SVG must not stop the build; it is counted and reported
+    except Exception as exc:  # one bad SVG must not stop the build; it is counted and reported
         return f"{svg}: {exc}"
     return None
 

@@ -220,7 +220,7 @@ def _render(task: tuple[str, str, int]) -> str | None:
         buf = io.BytesIO()
         canvas.save(buf, format="PNG", optimize=False)
         atomic_write_bytes(out, buf.getvalue())
-    except Exception as exc:  # noqa: BLE001 - one bad SVG must not stop the build; it is counted and reported
+    except Exception as exc:  # one bad SVG must not stop the build; it is counted and reported
         return f"{out}: {exc}"
     return None
 

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 HELDOUT_FRACTION = 0.2  # test classes
 VAL_FRACTION = 0.1  # validation classes, taken after the test classes in hash order (the test split is unchanged)
 SPLITS = ("train", "val", "heldout", "train_strict", "heldout_subgroups")
+STATS_FILE = "stats.json"  # counts and split sizes; its presence marks a finished build
 
 
 def stable_hash(text: str) -> str:
@@ -76,7 +77,7 @@ def unify_subgroups(rows: list[dict]) -> None:
 
 def check_existing(out: Path, size: int, limit: int | None, what: str) -> dict | None:
     """stats.json of a finished build with the same settings (to reuse), None to build; error on a size clash."""
-    stats_path = out / "stats.json"
+    stats_path = out / STATS_FILE
     if not stats_path.exists():
         return None
     old = json.loads(stats_path.read_text())
@@ -131,7 +132,7 @@ def write_split_tables(out: Path, rows: list[dict], extra: dict) -> dict:
         "without_subgroup": sum(r["subgroup"] is None for r in rows),
         **extra,
     }
-    atomic_write_text(out / "stats.json", json.dumps(stats, indent=1) + "\n")
+    atomic_write_text(out / STATS_FILE, json.dumps(stats, indent=1) + "\n")
     log.info(
         "%d images, %d classes (%d held out) in %s", stats["images"], stats["classes"], stats["heldout_classes"], out
     )
