@@ -84,7 +84,9 @@ def collect(seeds: list[int], root: Path, name: str) -> dict:
 
 
 def _markdown(s: dict) -> str:
+    one = len(s["seeds"]) == 1  # a spread needs two seeds: say so rather than print a zero
     pct = lambda x: f"{100 * x:.1f}%"
+    spread = lambda st: f"{pct(st['mean'])} (one seed: no spread)" if one else f"{pct(st['mean'])} ± {pct(st['std'])}"
     lines = [f"# The demo over seeds {', '.join(map(str, s['seeds']))} (`benchmarks/demo_seeds.py`)", "",
              "| | " + " | ".join(f"seed {p['seed']}" for p in s["per_seed"]) + " | mean ± std | target |",
              "|---|" + "---|" * (len(s["per_seed"]) + 2)]  # fmt: skip
@@ -92,16 +94,15 @@ def _markdown(s: dict) -> str:
         if bench in s["top1"]:
             cells = " | ".join(pct(p["top1"][bench]) for p in s["per_seed"])
             st = s["top1"][bench]
-            lines.append(f"| {bench} top-1 | {cells} | {pct(st['mean'])} ± {pct(st['std'])} | ≥ {pct(target)} |")
+            lines.append(f"| {bench} top-1 | {cells} | {spread(st)} | ≥ {pct(target)} |")
         cmp = s[f"top1_with_{COMPARE}_prompts"]
         if bench in cmp:
             cells = " | ".join(pct(p[f"top1_with_{COMPARE}_prompts"][bench]) for p in s["per_seed"])
             st = cmp[bench]
-            lines.append(f"| {bench} top-1, {COMPARE} prompts (comparison) | {cells} | "
-                         f"{pct(st['mean'])} ± {pct(st['std'])} | |")  # fmt: skip
+            lines.append(f"| {bench} top-1, {COMPARE} prompts (comparison) | {cells} | {spread(st)} | |")
     cells = " | ".join(pct(p["precision_at_5"]) for p in s["per_seed"])
     st = s["precision_at_5"]
-    lines.append(f"| search precision@5, 20 queries | {cells} | {pct(st['mean'])} ± {pct(st['std'])} | |")
+    lines.append(f"| search precision@5, 20 queries | {cells} | {spread(st)} | |")
     for key in s["per_seed"][0]["templates"]:
         lines.append(f"| prompt set chosen · {key} | " + " | ".join(p["templates"].get(key, "") for p in s["per_seed"])
                      + " | | |")

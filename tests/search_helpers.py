@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +86,14 @@ def png_bytes(image: Image.Image) -> bytes:
     image.save(buf, format="PNG")
     return buf.getvalue()
 
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height RGBA and whose data is 64 bytes: decoding would fail as
+    truncated, so an 'image too large' answer proves the size was read from the header, before any decoding."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 def serve_in_thread(app, host: str = "127.0.0.1"):
     """Start a real uvicorn server on a free loopback port; returns (base_url, stop)."""

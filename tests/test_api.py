@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 import clipforge
+from clipforge.checkpoint import save_checkpoint
 from clipforge.errors import UserError
 from clipforge.eval.templates import get_templates
 from clipforge.eval.zeroshot import class_embeddings
@@ -39,8 +40,6 @@ def test_create_errors():
 
 
 def test_create_with_pretrained_checks_the_architecture(tmp_path):
-    from clipforge.checkpoint import save_checkpoint
-
     pipe = clipforge.create("tiny-vit")
     save_checkpoint(pipe.model, pipe.config, tmp_path / "ckpt")
     loaded = clipforge.create("tiny-vit", pretrained=str(tmp_path / "ckpt"))

@@ -18,6 +18,7 @@ from clipforge.checkpoint import IDENTITY_KEY, read_config, read_identity
 from clipforge.cli import main
 from clipforge.errors import UserError
 from clipforge.index.search import Searcher
+from clipforge.model.clip import CLIP
 
 
 def one_line_error(capsys) -> str:
@@ -157,8 +158,6 @@ def test_index_refuses_non_finite_vectors(two, tmp_path, capsys):
 
 def test_embed_refuses_nan_vectors(two, tmp_path, monkeypatch, capsys):
     """A model that yields NaN for some images (finite weights, e.g. an overflow in fp16) is refused, not stored."""
-    from clipforge.model.clip import CLIP
-
     real = CLIP.encode_image
 
     def half_nan(self, pixels):

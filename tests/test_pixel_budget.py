@@ -6,29 +6,18 @@ from __future__ import annotations
 import io
 import json
 import logging
-import struct
-import zlib
 
 import numpy as np
 import pytest
 from data_helpers import toy_tokenizer, write_image
 from PIL import Image
-from search_helpers import make_checkpoint, make_collection
+from search_helpers import make_checkpoint, make_collection, png_header_only
 
 from clipforge.cli import main
 from clipforge.data.config import DEFAULT_MAX_PIXELS, DataConfig, PreprocessConfig
 from clipforge.data.loader import build_loader
 from clipforge.data.transforms import REDUCED_MIN_SIDE, ImageTooLarge, load_image
 from clipforge.dist.env import World
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG whose header claims width x height RGBA and whose data is 64 bytes: decoding would fail as
-    truncated, so ImageTooLarge proves the size was read from the header, before any decoding."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
 def test_the_156_mpx_png_is_refused_from_its_header():

@@ -7,14 +7,20 @@ cosine; int8 quantizes every block's weights and activations, ~1e-3. The benchma
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from search_helpers import make_checkpoint
+from search_helpers import build_demo, make_checkpoint
 
 import clipforge
+from clipforge.cli import main
+from clipforge.commands import config_args
 from clipforge.errors import UserError
+from clipforge.index.config import EmbedConfig
+from clipforge.index.search import Searcher
 from clipforge.precision import MIN_COSINE, PRECISIONS, check_precision, probe_inputs
+from clipforge.utils.configs import load_resolved
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +68,17 @@ def test_auto_on_cpu_keeps_the_fastest_mode_that_passes(ckpt, one_thread):
     assert all(c.passed == (min(c.min_cosine_image, c.min_cosine_text) >= MIN_COSINE) for c in checks.values())
 
 
+
+def test_auto_without_dynamic_quantization_chooses_among_the_others(ckpt, one_thread, monkeypatch):
+    """A torch whose eager dynamic quantization is gone (moved to torchao): int8 is a one-line error, and auto
+    chooses between fp32 and bf16 instead of failing."""
+    monkeypatch.delattr(torch.ao.quantization, "quantize_dynamic")
+    with pytest.raises(UserError, match="has no torch.ao.quantization.quantize_dynamic"):
+        clipforge.load(ckpt, precision="int8")
+    pipe = clipforge.load(ckpt, precision="auto")
+    assert {c.precision for c in pipe.precision_checks} == {"fp32", "bf16"}
+    assert pipe.precision in ("fp32", "bf16")
+
 def test_bad_modes_are_one_line_errors(ckpt):
     with pytest.raises(UserError, match="unknown precision 'fp8'"):
         clipforge.load(ckpt, precision="fp8")
@@ -72,15 +89,6 @@ def test_bad_modes_are_one_line_errors(ckpt):
 
 def test_the_verbs_take_precision(tmp_path, capsys, one_thread):
     """embed, search, eval (and serve, through the same Searcher) run the model in the chosen precision."""
-    import numpy as np
-    from search_helpers import build_demo
-
-    from clipforge.cli import main
-    from clipforge.commands import config_args
-    from clipforge.index.config import EmbedConfig
-    from clipforge.index.search import Searcher
-    from clipforge.utils.configs import load_resolved
-
     assert config_args.PRECISIONS == PRECISIONS
     demo = build_demo(tmp_path, n=6, bad=0)
     emb8 = tmp_path / "emb8"

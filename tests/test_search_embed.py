@@ -18,6 +18,7 @@ from PIL import Image
 from search_helpers import draw, make_checkpoint, make_collection
 
 import clipforge
+import clipforge.index.embed as embed_mod
 from clipforge.data.sources import open_source, read_bytes
 from clipforge.errors import UserError
 from clipforge.index.embed import embed_collection
@@ -92,8 +93,6 @@ def test_resume_skips_done_and_reembeds_changed(tmp_path, pipeline, ckpt):
 def test_interrupted_run_resumes_from_parts(tmp_path, pipeline, ckpt, monkeypatch):
     col = make_collection(tmp_path / "col", 12)
     out = tmp_path / "emb"
-    import clipforge.index.embed as embed_mod
-
     calls = {"n": 0}
     real = embed_mod._encode
 
@@ -199,8 +198,6 @@ def test_torchrun_two_processes(tmp_path, ckpt):
 
 def test_gpu_ready_loader_path_on_cpu(tmp_path):
     """The batches come stacked from the workers (pinned on CUDA only) and the vectors equal the model's."""
-    import clipforge.index.embed as embed_mod
-
     assert embed_mod.loader_options(torch.device("cuda")) == {"pin_memory": True}
     assert embed_mod.loader_options(torch.device("cpu")) == {"pin_memory": False}
     rows = [{"status": "ok", "pixels": torch.ones(3, 4, 4), "item": 1}, {"status": "corrupt", "item": 2},

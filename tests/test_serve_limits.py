@@ -11,16 +11,15 @@ import io
 import os
 import select
 import socket
-import struct
 import tempfile
 import threading
 import time
-import zlib
 from pathlib import Path
 
 import httpx
 import pytest
-from search_helpers import build_demo, draw, png_bytes, serve_in_thread
+from fastapi.testclient import TestClient
+from search_helpers import build_demo, draw, png_bytes, png_header_only, serve_in_thread
 
 from clipforge.cli import main
 from clipforge.index.search import Searcher
@@ -157,20 +156,9 @@ def test_chunked_upload_within_limit_works(searcher, demo):
         stop()
 
 
-def _png_header_only(width: int, height: int) -> bytes:
-    """A PNG whose header claims width x height RGBA, with a tiny (undecodable) IDAT: a decoder that ran would
-    fail as truncated, so a 'too large' answer proves the size was checked from the header first."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
-
-
 def test_over_budget_png_is_400_before_decoding(searcher):
-    from fastapi.testclient import TestClient
-
     client = TestClient(create_app(searcher), raise_server_exceptions=False)
-    r = client.post("/search", files=upload(_png_header_only(12500, 12500)))
+    r = client.post("/search", files=upload(png_header_only(12500, 12500)))
     assert r.status_code == 400
     assert r.json()["error"].startswith("image too large: q.png: 12500x12500 pixels (156.2 Mpx)"), r.json()
     # A configured budget applies to every endpoint that decodes.
@@ -182,8 +170,6 @@ def test_over_budget_png_is_400_before_decoding(searcher):
 
 def test_over_budget_jpeg_is_decoded_reduced(searcher):
     """A JPEG over the budget decodes at a reduced DCT scale instead of being refused (CLIP needs 224 px)."""
-    from fastapi.testclient import TestClient
-
     buf = io.BytesIO()
     draw((200, 30, 30), "circle", size=2000).save(buf, format="JPEG")
     client = TestClient(create_app(searcher, max_pixels=1_000_000), raise_server_exceptions=False)
@@ -252,8 +238,6 @@ def test_loopback_server_refuses_foreign_host(searcher):
 
 
 def test_classify_caps_labels(searcher):
-    from fastapi.testclient import TestClient
-
     client = TestClient(create_app(searcher), raise_server_exceptions=False)
     img = upload(png_bytes(draw((9, 9, 9), "circle")))
     r = client.post("/classify", files=img, data={"labels": ",".join(f"l{i}" for i in range(MAX_LABELS + 1))})

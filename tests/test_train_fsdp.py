@@ -11,8 +11,10 @@ from pathlib import Path
 
 import torch
 import torch.multiprocessing as mp
+from safetensors.torch import load_file
 from train_support import PairSet, synthetic_factory, tiny_config
 
+from clipforge.dist.env import destroy_distributed, init_distributed
 from clipforge.train.config import CheckpointConfig
 from clipforge.train.trainer import run_training
 
@@ -46,8 +48,6 @@ def _worker(rank: int, world_size: int, port: int, root: str) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    from clipforge.dist.env import destroy_distributed, init_distributed
-
     def loader(cfg):
         return synthetic_factory(PairSet(64), cfg.batch_size // world_size, rank=rank, world_size=world_size)
 
@@ -66,8 +66,6 @@ def _worker(rank: int, world_size: int, port: int, root: str) -> None:
 
 
 def test_fsdp_two_gloo_ranks_match_one_process_and_resume_exactly(tmp_path):
-    from safetensors.torch import load_file
-
     torch.set_num_threads(1)
     mp.start_processes(_worker, args=(2, _free_port(), str(tmp_path / "fsdp")), nprocs=2, start_method="spawn")
     single = run_training(tiny_config(tmp_path / "single", steps=STEPS, batch_size=16),

@@ -11,6 +11,8 @@ import torch
 from search_helpers import make_checkpoint, make_collection
 from train_support import PairSet, synthetic_factory, tiny_config
 
+import clipforge
+from clipforge.data.sources import open_source
 from clipforge.index.embed import embed_collection
 from clipforge.index.manifest import checkpoint_fingerprint
 from clipforge.train.config import CheckpointConfig
@@ -68,9 +70,6 @@ def test_embed_cleans_stale_temp_files(tmp_path, caplog):
     stale = [out / ".image_emb.npy.x1.tmp", out / "parts" / ".rank000-1-00000.parquet.x2.tmp"]
     for p in stale:
         p.write_bytes(b"\0" * 100)
-    import clipforge
-    from clipforge.data.sources import open_source
-
     with caplog.at_level(logging.WARNING):
         embed_collection(clipforge.load(ckpt), open_source(col), out, fingerprint=checkpoint_fingerprint(ckpt),
                          workers=0, progress=False)

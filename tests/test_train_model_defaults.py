@@ -11,7 +11,7 @@ import yaml
 
 from clipforge.cli import main
 from clipforge.errors import UserError
-from clipforge.train.config import load_train_config, resolve_model
+from clipforge.train.config import config_for_resume, load_train_config, resolve_model
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPE = REPO / "configs" / "runs" / "tiny-emoji.yaml"
@@ -72,8 +72,6 @@ def test_print_config_shows_what_will_be_trained(capsys):
 
 
 def test_a_resumed_run_reads_the_config_it_was_trained_with(tmp_path, caplog):
-    from clipforge.train.config import config_for_resume
-
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
     (run / "config.yaml").write_text(f"run_dir: {run}\nsteps: 4\n")

@@ -29,10 +29,8 @@ from clipforge.model.registry import get_config
 from clipforge.model.registry import list_models as _registry_names
 from clipforge.pipeline import Pipeline, load
 from clipforge.pretrained import KNOWN_PRETRAINED
-from clipforge.text.config import TokenizerConfig
+from clipforge.text.config import OPENAI_VOCAB_SIZE, TokenizerConfig
 from clipforge.text.tokenizer import build_tokenizer
-
-OPENAI_VOCAB = 49408  # the bundled OpenAI BPE vocabulary: the only tokenizer an untrained model can get by name
 
 
 def list_models() -> list[str]:
@@ -49,7 +47,7 @@ def list_pretrained() -> list[str]:
 def pipeline_config(model: CLIPConfig) -> PipelineConfig:
     """The PipelineConfig that feeds ``model`` as it was built: its image size and its text context length
     (``PipelineConfig(model=...)`` alone keeps the 224-px, 77-token defaults whatever the model)."""
-    if model.text.vocab_size != OPENAI_VOCAB:
+    if model.text.vocab_size != OPENAI_VOCAB_SIZE:  # the bundled BPE: the only tokenizer a name can bring
         raise UserError(f"this model's text tower has a {model.text.vocab_size:,}-token vocabulary and no tokenizer "
                         "comes with its name", hint="load a checkpoint that has one: create(name, pretrained=DIR)")
     return PipelineConfig(model=model,

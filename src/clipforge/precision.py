@@ -1,7 +1,8 @@
 """Inference precision of a loaded model: fp32, bf16, int8, or auto (the fastest that stays accurate).
 
 - ``fp32``: the weights as saved.
-- ``bf16``: bfloat16 weights (half the memory traffic; on CPUs with native bf16 about twice as fast).
+- ``bf16``: bfloat16 weights (half the memory traffic). Faster only where the CPU computes in bf16 natively
+  (AVX-512 BF16, AMX); on an AVX2 CPU it is slower (benchmarks/results/cpu_inference.md: 0.2x fp32 images/s).
 - ``int8``: the Linear layers of every transformer block dynamically quantized to int8
   (``torch.ao.quantization.quantize_dynamic``: int8 weights, activations quantized per batch). CPU only.
 - ``auto``: on a GPU, bf16 autocast (matmuls in bf16, norms and softmax in fp32). On a CPU, every candidate is
@@ -167,7 +168,11 @@ def apply_precision(model: CLIP, precision: str, tokenizer: Callable[[list[str]]
     checks = [PrecisionCheck("fp32", 1.0, 1.0, seconds)]
     candidates: dict[str, CLIP] = {"fp32": model}
     for name in ("int8", "bf16"):
-        candidate = convert(copy.deepcopy(model) if name == "bf16" else model, name)
+        try:
+            candidate = convert(copy.deepcopy(model) if name == "bf16" else model, name)
+        except UserError as exc:  # a torch without eager dynamic quantization: auto picks among the others
+            log.info("precision auto: %s skipped (%s)", name, exc.args[0])
+            continue
         checks.append(measure(candidate, (image, text), probe, name))
         if checks[-1].passed:
             candidates[name] = candidate

@@ -23,12 +23,10 @@ from clipforge.data.config import OPENAI_MEAN, OPENAI_STD, PreprocessConfig
 from clipforge.errors import UserError
 from clipforge.model.clip import CLIP
 from clipforge.model.config import CLIPConfig
-from clipforge.text.config import TokenizerConfig
+from clipforge.text.config import OPENAI_VOCAB_SIZE, TokenizerConfig
 
 log = logging.getLogger(__name__)
 
-# OpenAI's tokenizer vocabulary size: the bundled "openai" tokenizer only fits models with this many ids.
-OPENAI_VOCAB_SIZE = 49408
 # What an "unsupported family" error lists as the alternatives.
 SUPPORTED_FAMILIES = ("OpenAI-style ViT and ModifiedResNet CLIP, SigLIP / SigLIP 2, EVA-02 (B-16, L-14, L-14-336), "
                       "Perception Encoder (PE-Core), MobileCLIP / MobileCLIP2")  # fmt: skip

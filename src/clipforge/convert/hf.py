@@ -19,6 +19,7 @@ from safetensors.torch import save_file
 
 from clipforge.checkpoint import PipelineConfig
 from clipforge.convert.common import (
+    OPENAI_VOCAB_SIZE,
     Imported,
     Rule,
     affine,
@@ -29,7 +30,7 @@ from clipforge.convert.common import (
     read_json_object,
     read_state_file,
 )
-from clipforge.convert.hf_files import read_hf_preprocess, read_hf_tokenizer
+from clipforge.convert.hf_files import PREPROCESSOR_FILE, PROCESSOR_FILE, read_hf_preprocess, read_hf_tokenizer
 from clipforge.convert.hf_processor import write_processor_files, write_tokenizer_files
 from clipforge.convert.hf_siglip import SIGLIP_TYPES, siglip_config_from_hf, siglip_config_to_hf, siglip_rules
 from clipforge.convert.openai import check_openai_layout
@@ -43,9 +44,7 @@ log = logging.getLogger(__name__)
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 HF_FAMILIES = {"clip": "CLIPModel", "siglip": "SiglipModel", "siglip2": "Siglip2Model"}  # model_type -> class
 HF_CONFIG_FILE = "config.json"
-HF_PREPROCESSOR_FILE = "preprocessor_config.json"
-HF_PROCESSOR_FILE = "processor_config.json"  # what transformers 5 writes (the image processor nested inside)
-OPENAI_VOCAB_SIZE = 49408
+HF_PREPROCESSOR_FILE, HF_PROCESSOR_FILE = PREPROCESSOR_FILE, PROCESSOR_FILE  # the names pretrained.py downloads
 # transformers' CLIPTextConfig / CLIPVisionConfig defaults: a config.json only lists values that differ.
 HF_TEXT_DEFAULTS: dict[str, Any] = {
     "vocab_size": 49408, "hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12,

@@ -22,17 +22,17 @@ from tokenizers import Tokenizer as Backend
 from clipforge.errors import UserError
 from clipforge.model.config import CLIPConfig
 from clipforge.text import bpe
-from clipforge.text.config import TokenizerConfig
+from clipforge.text.config import OPENAI_VOCAB_SIZE, TokenizerConfig
 
 log = logging.getLogger(__name__)
 
 TOKENIZER_JSON = "tokenizer.json"
 TOKENIZER_CONFIG = "tokenizer_config.json"
 SENTENCEPIECE_FILES = ("spiece.model", "tokenizer.model")
-# transformers 5 writes processor_config.json (the image processor nested inside), older versions
-# preprocessor_config.json; a folder with both is read as transformers 5 reads it.
-PREPROCESSOR_FILES = ("processor_config.json", "preprocessor_config.json")
-OPENAI_VOCAB_SIZE = 49408
+PROCESSOR_FILE = "processor_config.json"  # transformers 5: the image processor's settings nested inside
+PREPROCESSOR_FILE = "preprocessor_config.json"  # transformers 4: the same settings flat
+# A folder with both is read as transformers 5 reads it.
+PREPROCESSOR_FILES = (PROCESSOR_FILE, PREPROCESSOR_FILE)
 OPENAI_EOT = "<|endoftext|>"
 RESAMPLE = {2: "bilinear", 3: "bicubic"}  # PIL codes, as HF stores them
 

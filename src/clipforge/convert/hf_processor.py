@@ -29,16 +29,19 @@ from tokenizers import Regex, normalizers, processors
 from tokenizers import Tokenizer as Backend
 
 from clipforge.checkpoint import PipelineConfig
+from clipforge.convert.hf_files import (
+    PREPROCESSOR_FILE,
+    PROCESSOR_FILE,
+    RESAMPLE,
+    TOKENIZER_CONFIG,
+    TOKENIZER_JSON,
+)
 from clipforge.text import bpe
 from clipforge.utils.io import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-PROCESSOR_FILE = "processor_config.json"  # transformers 5
-PREPROCESSOR_FILE = "preprocessor_config.json"  # transformers 4
-TOKENIZER_JSON = "tokenizer.json"
-TOKENIZER_CONFIG = "tokenizer_config.json"
-RESAMPLE_CODES = {"bicubic": 3, "bilinear": 2}  # PIL resample codes, as HF stores them
+RESAMPLE_CODES = {name: code for code, name in RESAMPLE.items()}  # PIL resample codes, as HF stores them
 
 
 def image_processor_settings(config: PipelineConfig, siglip: bool) -> dict[str, Any]:

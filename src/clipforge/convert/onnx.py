@@ -12,7 +12,6 @@ data-dependent shape, which a traced graph cannot hold.
 
 from __future__ import annotations
 
-import shutil
 import warnings
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from torch import nn
 
 from clipforge.checkpoint import CONFIG_FILE, TOKENIZER_FILE
 from clipforge.model.clip import CLIP
-from clipforge.utils.io import atomic_path
+from clipforge.utils.io import atomic_path, atomic_write_bytes
 
 IMAGE_FILE = "image.onnx"
 TEXT_FILE = "text.onnx"
@@ -77,6 +76,6 @@ def export_onnx(model: CLIP, ckpt_dir: str | Path, out_dir: str | Path) -> Path:
         _export(_ImageTower(model), pixels, out / IMAGE_FILE, "pixels")
         _export(_TextTower(model), token_ids, out / TEXT_FILE, "token_ids")
     for name in (CONFIG_FILE, TOKENIZER_FILE):
-        if (Path(ckpt_dir) / name).is_file():
-            shutil.copyfile(Path(ckpt_dir) / name, out / name)
+        if (Path(ckpt_dir) / name).is_file():  # atomic, as the graphs: a killed export leaves no half config
+            atomic_write_bytes(out / name, (Path(ckpt_dir) / name).read_bytes())
     return out

@@ -16,11 +16,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from clipforge.convert.hf_files import TOKENIZER_CONFIG, TOKENIZER_JSON, HFTokenizerImport, read_hf_tokenizer
+from clipforge.convert.hf_files import (
+    OPENAI_VOCAB_SIZE,
+    TOKENIZER_CONFIG,
+    TOKENIZER_JSON,
+    HFTokenizerImport,
+    read_hf_tokenizer,
+)
 from clipforge.errors import UserError
 from clipforge.model.config import CLIPConfig
-
-OPENAI_VOCAB_SIZE = 49408
 
 
 def _tokenizer_folder(path: Path) -> Path:

@@ -7,6 +7,8 @@ from typing import Literal
 
 # A trained or imported vocabulary, saved beside config.json in a checkpoint (and in a training run directory).
 TOKENIZER_FILE = "tokenizer.json"
+# OpenAI's BPE vocabulary, bundled (kind "openai"): a text tower of this size was built for it.
+OPENAI_VOCAB_SIZE = 49408
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class TokenizerConfig:
 
     kind: Literal["openai", "file", "hf"] = "openai"
     context_length: int = 77
-    vocab_size: int = 49408
+    vocab_size: int = OPENAI_VOCAB_SIZE
     pad_id: int = 0
     padding_side: Literal["right", "left"] = "right"
     clean: Literal["none", "whitespace", "lower", "canonicalize"] = "none"

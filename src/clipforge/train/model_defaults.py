@@ -18,9 +18,9 @@ from typing import Any
 from clipforge.errors import UserError
 from clipforge.model.config import CLIPConfig
 from clipforge.model.registry import get_config
+from clipforge.text.config import OPENAI_VOCAB_SIZE
 
 log = logging.getLogger("clipforge.train")
-OPENAI_VOCAB = 49408  # the bundled tokenizer's ids; a registry text tower of this size was built for it
 _DEFAULT, _FILE, _COMMAND_LINE = 0, 1, 2  # where a key was set, in the order the layers apply
 
 
@@ -56,7 +56,7 @@ def apply_model_defaults(cfg: Any, choice: ModelChoice) -> Any:
     model = get_config(cfg.model) if isinstance(cfg.model, str) else cfg.model
     name = _model_name(cfg, choice)
     native_size = model.vision.image_size
-    native_tokenizer = "openai" if model.text.vocab_size == OPENAI_VOCAB else None
+    native_tokenizer = "openai" if model.text.vocab_size == OPENAI_VOCAB_SIZE else None
     model_layer = choice.model_layer()
     followed = []
     image_size, tokenizer = cfg.image_size, cfg.tokenizer
@@ -75,11 +75,11 @@ def apply_model_defaults(cfg: Any, choice: ModelChoice) -> Any:
     if name and tokenizer != "openai" and native_tokenizer == "openai":
         log.warning("tokenizer=%s with %s: a %s-token vocabulary trained on the captions replaces OpenAI's %s "
                     "tokens the model was built for (its text tower is trained for the new ids; OpenAI-vocabulary "
-                    "weights will not fit it)", tokenizer, name, f"{tokenizer:,}", f"{OPENAI_VOCAB:,}")  # fmt: skip
+                    "weights will not fit it)", tokenizer, name, f"{tokenizer:,}", f"{OPENAI_VOCAB_SIZE:,}")  # fmt: skip
     if tokenizer == "openai" and native_tokenizer is None:
         raise UserError(
             f"{name or 'the model'}'s text tower has {model.text.vocab_size:,} ids, built for its own tokenizer, "
-            f"not the bundled OpenAI one ({OPENAI_VOCAB:,} ids)",
+            f"not the bundled OpenAI one ({OPENAI_VOCAB_SIZE:,} ids)",
             hint=f"train a vocabulary on the captions (tokenizer={model.text.vocab_size}), or import pretrained "
             "weights with their tokenizer: clipforge convert --from hf",
         )  # fmt: skip
@@ -119,7 +119,7 @@ def describe(cfg: Any) -> str:
     size = cfg.image_size or model.vision.image_size
     patch = getattr(model.vision, "patch_size", None)
     grid = f" ({size // patch}x{size // patch} patches of {patch} px)" if patch else ""
-    tokens = f"OpenAI's tokenizer ({OPENAI_VOCAB:,} ids)" if cfg.tokenizer == "openai" else \
+    tokens = f"OpenAI's tokenizer ({OPENAI_VOCAB_SIZE:,} ids)" if cfg.tokenizer == "openai" else \
         f"a {cfg.tokenizer:,}-token BPE vocabulary trained on the captions"
     return (f"trains {name}: {size} px images{grid}, text context {model.text.context_length} tokens, {tokens}, "
             f"embed_dim {model.embed_dim}")  # fmt: skip
