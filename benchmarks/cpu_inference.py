@@ -73,7 +73,7 @@ def reference_models(cfg: CLIPConfig, ours: CLIP) -> dict[str, tuple[Encoder, En
                               image_size=v.image_size)  # fmt: skip
     text = oc.CLIPTextCfg(context_length=t.context_length, vocab_size=t.vocab_size, width=t.width, heads=t.heads,
                           layers=t.layers)  # fmt: skip
-    open_clip = oc.CLIP(cfg.embed_dim, vision, text, quick_gelu=v.act == "quickgelu").eval()
+    open_clip = oc.CLIP(cfg.embed_dim, vision, text, quick_gelu=v.act == "quick_gelu").eval()
     open_clip.load_state_dict(export_state(ours.state_dict(), openai_rules(cfg)))
     hf = CLIPModel(HFConfig(**config_to_hf(cfg), attn_implementation="sdpa")).eval()
     missing, unexpected = hf.load_state_dict(export_state(ours.state_dict(), hf_rules(cfg)), strict=False)

@@ -61,7 +61,7 @@ def open_clip_twin(cfg: CLIPConfig, ours: CLIP) -> torch.nn.Module:
                               image_size=v.image_size)  # fmt: skip
     text = oc.CLIPTextCfg(context_length=t.context_length, vocab_size=t.vocab_size, width=t.width, heads=t.heads,
                           layers=t.layers)  # fmt: skip
-    model = oc.CLIP(cfg.embed_dim, vision, text, quick_gelu=v.act == "quickgelu")
+    model = oc.CLIP(cfg.embed_dim, vision, text, quick_gelu=v.act == "quick_gelu")
     model.load_state_dict(export_state(ours.state_dict(), openai_rules(cfg)))
     return model
 
