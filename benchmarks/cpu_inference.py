@@ -15,7 +15,7 @@ cosine of each one's features to OpenCLIP fp32's, and ``clipforge embed`` of a f
 (decode and preprocessing in a worker process, the model in this one) in images/s per precision.
 The ratios use the fastest clipforge precision whose minimum cosine to OpenCLIP fp32 is >= 0.999; ``auto`` is
 the per-tower choice ``clipforge.load(precision="auto")`` makes for these weights (int8 with as many leading
-blocks kept in fp32 as the gate needs), timed like the others. ``--onnxruntime`` adds the ONNX export in
+blocks left in bf16 or fp32 as the gate needs), timed like the others. ``--onnxruntime`` adds the ONNX export in
 onnxruntime, fp32 and dynamically quantized int8. With ``--checkpoint DIR`` (a trained clipforge checkpoint) the demo suite's
 zero-shot top-1 is also compared between fp32 and that precision.
 Writes benchmarks/results/cpu_inference.json and .md.
@@ -187,7 +187,7 @@ def zero_shot_check(ckpt: str, precisions: list[str]) -> dict:
     from clipforge.eval.job import run_eval
 
     out: dict = {"checkpoint": ckpt, "top1": {}, "max_drop_points": {}}
-    for p in ["fp32", *(q for q in precisions if q != "fp32")]:
+    for p in dict.fromkeys(["fp32", *precisions]):
         with tempfile.TemporaryDirectory() as d:
             result = run_eval(EvalConfig(checkpoint=ckpt, out_dir=d, report=False, precision=p))
         out["top1"][p] = {k: float(v) for k, v in result.items() if isinstance(v, int | float) and "top1" in k}
@@ -298,7 +298,7 @@ def render(r: dict) -> str:
                      f"{t['cosine_image']:.6f} / {t['cosine_text']:.6f} |")  # fmt: skip
     ratios = r["ratios"]
     if r.get("auto"):
-        kept = [f"{c['tower']} {c['precision']}" + (f" ({c['fp32_blocks']} first blocks fp32)" if c["fp32_blocks"] else "")
+        kept = [f"{c['tower']} {c['precision']}" + (f" (first {c['head_blocks']} blocks {c['head']})" if c["head_blocks"] else "")
                 + f" cos {c['min_cosine']:.5f}{'' if c['passed'] else ' (fails)'}" for c in r["auto"]["checks"]]  # fmt: skip
         lines += ["", f"`precision=auto` chose **{r['auto']['precision']}** from its probe checks: " + "; ".join(kept) + "."]
     lines += ["", f"Best clipforge precision within cosine 0.999: **{r['best_precision']}**.",
