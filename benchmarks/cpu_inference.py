@@ -13,8 +13,10 @@ Measured: image tower and text tower throughput (8 captions of everyday length; 
 same 77-token ids, and clipforge trims them to the longest caption, which the causal mask allows), the
 cosine of each one's features to OpenCLIP fp32's, and ``clipforge embed`` of a folder of JPEGs end to end
 (decode and preprocessing in a worker process, the model in this one) in images/s per precision.
-The ratios use the fastest clipforge precision whose minimum cosine to OpenCLIP fp32 is >= 0.999 (the rule
-``precision=auto`` applies). With ``--checkpoint DIR`` (a trained clipforge checkpoint) the demo suite's
+The ratios use the fastest clipforge precision whose minimum cosine to OpenCLIP fp32 is >= 0.999; ``auto`` is
+the per-tower choice ``clipforge.load(precision="auto")`` makes for these weights (int8 with as many leading
+blocks kept in fp32 as the gate needs), timed like the others. ``--onnxruntime`` adds the ONNX export in
+onnxruntime, fp32 and dynamically quantized int8. With ``--checkpoint DIR`` (a trained clipforge checkpoint) the demo suite's
 zero-shot top-1 is also compared between fp32 and that precision.
 Writes benchmarks/results/cpu_inference.json and .md.
 """
@@ -53,12 +55,12 @@ from clipforge.model.clip import CLIP  # noqa: E402
 from clipforge.model.config import CLIPConfig  # noqa: E402
 from clipforge.model.registry import get_config  # noqa: E402
 from clipforge.pipeline import load  # noqa: E402
-from clipforge.precision import MIN_COSINE, PROBE_TEXTS, convert, probe_inputs  # noqa: E402
+from clipforge.precision import MIN_COSINE, PROBE_TEXTS, apply_precision, convert, probe_inputs  # noqa: E402
 from clipforge.text.config import TokenizerConfig  # noqa: E402
 from clipforge.text.tokenizer import build_tokenizer  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-MODES = ("fp32", "bf16", "int8")
+MODES = ("fp32", "bf16", "int8", "int8-image", "auto")
 Encoder = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -125,19 +127,27 @@ def tower_speeds(encoders: dict[str, tuple[Encoder, Encoder]], pixels: torch.Ten
     }  # fmt: skip
 
 
-def onnxruntime_encoders(ours: CLIP, work: Path, threads: int) -> tuple[Encoder, Encoder]:
-    """The model exported with ``clipforge export --to onnx`` code, run by onnxruntime (fp32, ``threads`` threads)."""
+def onnxruntime_encoders(ours: CLIP, work: Path, threads: int) -> dict[str, tuple[Encoder, Encoder]]:
+    """The model exported with ``clipforge export --to onnx`` code, run by onnxruntime with ``threads`` threads:
+    fp32, and int8 (``onnxruntime.quantization.quantize_dynamic``, int8 weights per channel, every MatMul)."""
     import onnxruntime as ort  # deferred: optional (the onnx extra)
+    from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from clipforge.convert.onnx import IMAGE_FILE, TEXT_FILE, export_onnx
 
     export_onnx(copy.deepcopy(ours), work, work / "onnx")
+    (work / "onnx-int8").mkdir()
+    for file in (IMAGE_FILE, TEXT_FILE):
+        quantize_dynamic(work / "onnx" / file, work / "onnx-int8" / file, per_channel=True, weight_type=QuantType.QInt8)
     options = ort.SessionOptions()
     options.intra_op_num_threads = options.inter_op_num_threads = threads
-    image = ort.InferenceSession(str(work / "onnx" / IMAGE_FILE), options, providers=["CPUExecutionProvider"])
-    text = ort.InferenceSession(str(work / "onnx" / TEXT_FILE), options, providers=["CPUExecutionProvider"])
-    return (lambda px: torch.from_numpy(image.run(None, {"pixels": px.numpy()})[0]),
-            lambda ids: torch.from_numpy(text.run(None, {"token_ids": ids.numpy()})[0]))
+    out = {}
+    for name, folder in (("onnxruntime_fp32", "onnx"), ("onnxruntime_int8", "onnx-int8")):
+        image = ort.InferenceSession(str(work / folder / IMAGE_FILE), options, providers=["CPUExecutionProvider"])
+        text = ort.InferenceSession(str(work / folder / TEXT_FILE), options, providers=["CPUExecutionProvider"])
+        out[name] = (lambda px, s=image: torch.from_numpy(s.run(None, {"pixels": px.numpy()})[0]),
+                     lambda ids, s=text: torch.from_numpy(s.run(None, {"token_ids": ids.numpy()})[0]))  # fmt: skip
+    return out
 
 
 def write_jpegs(folder: Path, n: int, size: tuple[int, int] = (640, 480), seed: int = 0) -> Path:
@@ -170,16 +180,21 @@ def embed_speeds(ckpt: Path, folder: Path, precisions: list[str], rounds: int, b
     return {p: {"images_per_s": n / statistics.median(t), "seconds": t, "images": n} for p, t in times.items()}
 
 
-def zero_shot_check(ckpt: str, precision: str) -> dict[str, float]:
-    """Demo-suite zero-shot top-1 in fp32 and in ``precision`` for a trained checkpoint."""
+def zero_shot_check(ckpt: str, precisions: list[str]) -> dict:
+    """Demo-suite zero-shot top-1 of a trained checkpoint in fp32 and in each of ``precisions``, the largest
+    drop from fp32 per precision (points), and the probe checks ``precision=auto`` ran on it."""
     from clipforge.eval.config import EvalConfig  # deferred: only with --checkpoint
     from clipforge.eval.job import run_eval
 
-    out = {}
-    for p in ("fp32", precision):
+    out: dict = {"checkpoint": ckpt, "top1": {}, "max_drop_points": {}}
+    for p in ["fp32", *(q for q in precisions if q != "fp32")]:
         with tempfile.TemporaryDirectory() as d:
             result = run_eval(EvalConfig(checkpoint=ckpt, out_dir=d, report=False, precision=p))
-        out[p] = {k: float(v) for k, v in result.items() if isinstance(v, int | float) and "top1" in k}
+        out["top1"][p] = {k: float(v) for k, v in result.items() if isinstance(v, int | float) and "top1" in k}
+        out["max_drop_points"][p] = max((100 * (out["top1"]["fp32"][k] - v) for k, v in out["top1"][p].items()),
+                                        default=0.0)  # fmt: skip
+    pipeline = load(ckpt, precision="auto")
+    out["auto"] = {"precision": pipeline.precision, "checks": [c.to_json() for c in pipeline.precision_checks]}
     return out
 
 
@@ -219,13 +234,18 @@ def main() -> None:
     torch.manual_seed(0)
     ours = randomize(CLIP(cfg), seed=0) if args.init == "randomized" else CLIP(cfg).eval()
     encoders = reference_models(cfg, ours)
+    tokenizer = build_tokenizer(TokenizerConfig(kind="openai", context_length=cfg.text.context_length))
+    auto: dict = {}
     for mode in MODES:
-        model = convert(copy.deepcopy(ours), mode).eval()
+        if mode == "auto":  # the per-tower choice clipforge.load(precision="auto") makes for these weights
+            model, auto["precision"], checks = apply_precision(copy.deepcopy(ours), mode, tokenizer)
+            auto["checks"] = [c.to_json() for c in checks]
+        else:
+            model = convert(copy.deepcopy(ours), mode).eval()
         encoders[f"clipforge_{mode}"] = (model.encode_image, model.encode_text)
     onnx_dir = Path(tempfile.mkdtemp(prefix="clipforge-onnx-"))
     if args.onnxruntime:
-        encoders["onnxruntime_fp32"] = onnxruntime_encoders(ours, onnx_dir, args.threads)
-    tokenizer = build_tokenizer(TokenizerConfig(kind="openai", context_length=cfg.text.context_length))
+        encoders.update(onnxruntime_encoders(ours, onnx_dir, args.threads))
     pixels, _ = probe_inputs(ours, tokenizer)
     pixels = pixels[: args.batch]
     ids = tokenizer(list(PROBE_TEXTS)[: args.batch])  # (B, 77): every implementation gets the same ids
@@ -243,7 +263,7 @@ def main() -> None:
                              work)  # fmt: skip
     result = {
         "model": args.model, "init": args.init, "batch": args.batch, "threads": args.threads, "rounds": args.rounds,
-        "best_precision": best,
+        "best_precision": best, "auto": auto,
         "ratios": {
             "image_vs_open_clip_fp32": mine["image_per_s"] / ref["image_per_s"],
             "text_vs_open_clip_fp32": mine["text_per_s"] / ref["text_per_s"],
@@ -255,7 +275,7 @@ def main() -> None:
         "min_cosine": min(mine["cosine_image"], mine["cosine_text"]),
         "towers": towers,
         "embed_jpeg_folder": {"workers": args.workers, **embed},
-        "zero_shot": zero_shot_check(args.checkpoint, best) if args.checkpoint else None,
+        "zero_shot": zero_shot_check(args.checkpoint, [best, "int8", "int8-image", "auto"]) if args.checkpoint else None,
         "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "note": "shared 2-core machine (other jobs running); interleaved rounds in one process, medians",
@@ -277,6 +297,10 @@ def render(r: dict) -> str:
         lines.append(f"| {name} | {t['image_per_s']:.2f} | {t['text_per_s']:.2f} | "
                      f"{t['cosine_image']:.6f} / {t['cosine_text']:.6f} |")  # fmt: skip
     ratios = r["ratios"]
+    if r.get("auto"):
+        kept = [f"{c['tower']} {c['precision']}" + (f" ({c['fp32_blocks']} first blocks fp32)" if c["fp32_blocks"] else "")
+                + f" cos {c['min_cosine']:.5f}{'' if c['passed'] else ' (fails)'}" for c in r["auto"]["checks"]]  # fmt: skip
+        lines += ["", f"`precision=auto` chose **{r['auto']['precision']}** from its probe checks: " + "; ".join(kept) + "."]
     lines += ["", f"Best clipforge precision within cosine 0.999: **{r['best_precision']}**.",
               f"- image vs OpenCLIP fp32: **{ratios['image_vs_open_clip_fp32']:.2f}x** (goal 3.0)",
               f"- text vs OpenCLIP fp32: **{ratios['text_vs_open_clip_fp32']:.2f}x** (goal 2.0)",
@@ -287,8 +311,14 @@ def render(r: dict) -> str:
     for p, e in r["embed_jpeg_folder"].items():
         if isinstance(e, dict):
             lines.append(f"- {p}: {e['images_per_s']:.2f} images/s ({e['images']} images)")
-    if r.get("zero_shot"):
-        lines += ["", "Zero-shot top-1 (demo suite), fp32 vs best precision:", "```", json.dumps(r["zero_shot"], indent=1), "```"]
+    zs = r.get("zero_shot")
+    if zs:
+        lines += ["", f"Zero-shot top-1 on the demo suite, trained checkpoint {zs['checkpoint']}: largest drop from fp32 "
+                  "(points, goal <= 0.5): " + ", ".join(f"{p} {d:+.2f}" for p, d in zs["max_drop_points"].items() if p != "fp32"),
+                  f"(`precision=auto` chose {zs['auto']['precision']} for it: "
+                  + "; ".join(f"{c['tower']} {c['precision']} cos {c['min_cosine']:.5f}" for c in zs["auto"]["checks"]) + ").",
+                  "", "| precision | " + " | ".join(zs["top1"]["fp32"]) + " |", "|---" * (len(zs["top1"]["fp32"]) + 1) + "|"]
+        lines += [f"| {p} | " + " | ".join(f"{100 * v:.2f}" for v in t.values()) + " |" for p, t in zs["top1"].items()]
     return "\n".join(lines)
 
 

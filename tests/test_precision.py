@@ -19,7 +19,15 @@ from clipforge.commands import config_args
 from clipforge.errors import UserError
 from clipforge.index.config import EmbedConfig
 from clipforge.index.search import Searcher
-from clipforge.precision import MIN_COSINE, PRECISIONS, check_precision, probe_inputs
+from clipforge.precision import (
+    MIN_COSINE,
+    PRECISIONS,
+    check_precision,
+    int8_linears,
+    precision_name,
+    probe_inputs,
+    quantize_tower,
+)
 from clipforge.utils.configs import load_resolved
 
 
@@ -35,7 +43,7 @@ def _features(pipeline, pixels, ids):
     return image, text
 
 
-@pytest.mark.parametrize(("precision", "min_cos"), [("fp32", 0.999999), ("bf16", 0.9995), ("int8", 0.99)])
+@pytest.mark.parametrize(("precision", "min_cos"), [("fp32", 0.999999), ("bf16", 0.9995), ("int8", 0.99), ("int8-image", 0.99)])
 def test_each_mode_stays_close_to_fp32(ckpt, one_thread, precision, min_cos):
     ref = clipforge.load(ckpt)
     probe = probe_inputs(ref.model, ref.tokenizer)
@@ -58,15 +66,51 @@ def test_the_modes_really_change_the_arithmetic(ckpt):
     assert not [m for m in int8.modules() if type(m) is torch.nn.Linear]  # every block Linear is int8
 
 
-def test_auto_on_cpu_keeps_the_fastest_mode_that_passes(ckpt, one_thread):
+def test_auto_on_cpu_keeps_per_tower_the_fastest_mode_that_passes(ckpt, one_thread):
     pipe = clipforge.load(ckpt, precision="auto")
-    checks = {c.precision: c for c in pipe.precision_checks}
-    assert set(checks) == {"fp32", "int8", "bf16"}
-    chosen = checks[pipe.precision]
-    assert chosen.passed
-    assert all(chosen.seconds <= c.seconds for c in checks.values() if c.passed)
-    assert all(c.passed == (min(c.min_cosine_image, c.min_cosine_text) >= MIN_COSINE) for c in checks.values())
+    chosen = {}
+    for tower in ("image", "text"):
+        checks = [c for c in pipe.precision_checks if c.tower == tower]
+        assert {c.precision for c in checks} == {"fp32", "int8", "bf16"}
+        assert all(c.passed == (c.min_cosine >= MIN_COSINE) for c in checks)
+        passed = [c for c in checks if c.passed]
+        chosen[tower] = min(passed, key=lambda c: c.seconds).precision
+        int8 = [c for c in checks if c.precision == "int8"]  # more fp32 blocks only while int8 misses the gate
+        assert [c.fp32_blocks for c in int8] == list(range(len(int8)))
+        assert all(not c.passed for c in int8[:-1])
+    assert pipe.precision == precision_name(chosen)
+    quantized = {t: any(m._get_name() == "DynamicQuantizedLinear" for m in getattr(pipe.model, a).modules())
+                 for t, a in (("image", "visual"), ("text", "text"))}  # fmt: skip
+    assert quantized == {t: chosen[t] == "int8" for t in chosen}
 
+
+def test_precision_names_of_per_tower_choices():
+    assert precision_name({"image": "int8", "text": "int8"}) == "int8"
+    assert precision_name({"image": "int8", "text": "fp32"}) == "int8-image"
+    assert precision_name({"image": "fp32", "text": "bf16"}) == "bf16-text"
+    assert precision_name({"image": "bf16", "text": "int8"}) == "bf16-image+int8-text"
+
+
+def test_int8_image_quantizes_the_image_tower_only(ckpt, one_thread):
+    pipe = clipforge.load(ckpt, precision="int8-image")
+    assert pipe.precision == "int8-image"
+    assert [m for m in pipe.model.visual.modules() if m._get_name() == "DynamicQuantizedLinear"]
+    assert not [m for m in pipe.model.text.modules() if m._get_name() == "DynamicQuantizedLinear"]
+    ref = clipforge.load(ckpt)
+    pixels, ids = probe_inputs(ref.model, ref.tokenizer)
+    with torch.inference_mode():
+        assert torch.equal(pipe.model.encode_text(ids), ref.model.encode_text(ids))  # the text tower is untouched
+
+
+def test_int8_keeps_the_first_blocks_fp32_when_asked(ckpt):
+    model = clipforge.load(ckpt).model
+    blocks = len(model.visual.transformer.blocks)
+    assert len(int8_linears(model.visual)) == 4 * blocks
+    assert len(int8_linears(model.visual, fp32_blocks=1)) == 4 * (blocks - 1)
+    tower = quantize_tower(model.visual, fp32_blocks=1)
+    assert type(tower.transformer.blocks[0].mlp.fc1) is torch.nn.Linear
+    assert tower.transformer.blocks[1].mlp.fc1._get_name() == "DynamicQuantizedLinear"
+    assert type(model.visual.transformer.blocks[1].mlp.fc1) is torch.nn.Linear  # a copy: the model is untouched
 
 
 def test_auto_without_dynamic_quantization_chooses_among_the_others(ckpt, one_thread, monkeypatch):
@@ -77,14 +121,17 @@ def test_auto_without_dynamic_quantization_chooses_among_the_others(ckpt, one_th
         clipforge.load(ckpt, precision="int8")
     pipe = clipforge.load(ckpt, precision="auto")
     assert {c.precision for c in pipe.precision_checks} == {"fp32", "bf16"}
-    assert pipe.precision in ("fp32", "bf16")
+    assert pipe.precision in ("fp32", "bf16", "bf16-image", "bf16-text")
+
 
 def test_bad_modes_are_one_line_errors(ckpt):
     with pytest.raises(UserError, match="unknown precision 'fp8'"):
         clipforge.load(ckpt, precision="fp8")
     with pytest.raises(UserError, match="int8 runs on CPU only"):
         check_precision("int8", "cuda")
-    assert PRECISIONS == ("fp32", "bf16", "int8", "auto")
+    assert PRECISIONS == ("fp32", "bf16", "int8", "int8-image", "auto")
+    with pytest.raises(UserError, match="int8-image runs on CPU only"):
+        check_precision("int8-image", "cuda")
 
 
 def test_the_verbs_take_precision(tmp_path, capsys, one_thread):

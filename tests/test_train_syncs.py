@@ -17,7 +17,7 @@ from train_support import PairSet, synthetic_factory, tiny_config
 from clipforge.dist.env import World
 from clipforge.train.config import LogConfig
 from clipforge.train.trainer import Trainer
-from clipforge.utils.syncs import SyncCounter
+from clipforge.utils.syncs import SyncCounter, _is_host_copy
 
 
 def test_counter_sees_each_kind_of_host_read():
@@ -33,6 +33,14 @@ def test_counter_sees_each_kind_of_host_read():
         u.to("cpu")  # already on the host: a no-op, not a copy
     assert syncs.count == 6, syncs.sites
     assert all(site.startswith("tests/test_train_syncs.py:") or "test_train_syncs.py:" in site for site in syncs.sites)
+
+
+def test_host_copy_check_takes_calls_without_a_tensor_first():
+    """``to`` dispatched with no positional tensor (or none at all) is not a host copy, not an IndexError."""
+    assert not _is_host_copy("to", (), {"device": "cpu"})
+    assert not _is_host_copy("to", ("cpu",), {})
+    assert not _is_host_copy("to", (torch.zeros(1), "cpu"), {})  # already on the host
+    assert not _is_host_copy("add", (torch.zeros(1),), {})
 
 
 def test_non_log_steps_make_no_host_reads(tmp_path):

@@ -64,7 +64,7 @@ def create(name: str, pretrained: str | None = None, device: str | torch.device 
         pretrained: None for random weights; else a checkpoint directory or a name from ``list_pretrained()``,
             whose architecture must be ``name``'s.
         device: where the model goes.
-        precision: "fp32", "bf16", "int8" or "auto" (see ``clipforge.precision``).
+        precision: "fp32", "bf16", "int8", "int8-image" or "auto" (see ``clipforge.precision``).
 
     Raises:
         UserError: an unknown name (listing the known ones), or weights of another architecture.

@@ -31,7 +31,7 @@ class Pipeline:
         preprocess: PIL image -> float tensor (3, H, W).
         config: the PipelineConfig the checkpoint was saved with.
         precision: the inference precision the model runs in (see ``clipforge.precision``).
-        precision_checks: what ``precision="auto"`` measured on its probe set (cosine to fp32, seconds).
+        precision_checks: what ``precision="auto"`` measured on its probe set, per tower (cosine to fp32, seconds).
         identity: the checkpoint's identity (hash of config + weights as stored, ``checkpoint.read_identity``).
     """
 
@@ -53,7 +53,7 @@ def load(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtyp
             (see ``clipforge.pretrained``), converted into the cache on first use.
         device: where to put the model.
         dtype: optional dtype for the model's floating-point weights (e.g. torch.bfloat16).
-        precision: "fp32", "bf16", "int8" (CPU) or "auto" (see ``clipforge.precision``).
+        precision: "fp32", "bf16", "int8" or "int8-image" (CPU), or "auto" (see ``clipforge.precision``).
     """
     check_precision(precision, device)
     ckpt = Path(path)

@@ -1,13 +1,18 @@
-"""Inference precision of a loaded model: fp32, bf16, int8, or auto (the fastest that stays accurate).
+"""Inference precision of a loaded model: fp32, bf16, int8, int8-image, or auto (the fastest that stays accurate).
 
 - ``fp32``: the weights as saved.
 - ``bf16``: bfloat16 weights (half the memory traffic). Faster only where the CPU computes in bf16 natively
   (AVX-512 BF16, AMX); on an AVX2 CPU it is slower (benchmarks/results/cpu_inference.md: 0.2x fp32 images/s).
 - ``int8``: the Linear layers of every transformer block dynamically quantized to int8
-  (``torch.ao.quantization.quantize_dynamic``: int8 weights, activations quantized per batch). CPU only.
-- ``auto``: on a GPU, bf16 autocast (matmuls in bf16, norms and softmax in fp32). On a CPU, every candidate is
-  checked against fp32 on a fixed probe set and timed on it; the fastest one whose cosine to fp32 stays at or
-  above ``MIN_COSINE`` for both towers is kept (fp32 itself when none does).
+  (``torch.ao.quantization.quantize_dynamic``: int8 weights per output channel, activations quantized per
+  batch). CPU only.
+- ``int8-image``: the image tower in int8, the text tower in fp32 (text features are the ones int8 moves most,
+  and the text tower is the cheap one: it runs only up to the longest caption).
+- ``auto``: on a GPU, bf16 autocast (matmuls in bf16, norms and softmax in fp32). On a CPU, each tower is
+  chosen on its own: every candidate (fp32, int8, bf16) is checked against fp32 on a fixed probe set and timed
+  on it, and the fastest one whose cosine to fp32 stays at or above ``MIN_COSINE`` is kept. When int8 misses
+  the gate, it is tried again with the first blocks kept in fp32 (quantization error entering early is
+  amplified by every later block: benchmarks/results/cpu_inference.md), up to a quarter of the blocks.
 
 Callers L2-normalize the features after ``.float()``, so the normalization is always fp32.
 """
@@ -17,6 +22,7 @@ from __future__ import annotations
 import copy
 import functools
 import logging
+import re
 import time
 import warnings
 from collections.abc import Callable
@@ -24,12 +30,13 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from clipforge.errors import UserError
 from clipforge.model.clip import CLIP
 from clipforge.model.layers import MLP, Attention
 
-PRECISIONS = ("fp32", "bf16", "int8", "auto")
+PRECISIONS = ("fp32", "bf16", "int8", "int8-image", "auto")
 # Cosine to fp32 below which a faster mode is not worth it: retrieval rankings start to move around 0.999
 # (benchmarks/cpu_inference.py records each mode's cosine for the checkpoints it measures).
 MIN_COSINE = 0.999
@@ -37,23 +44,29 @@ PROBE_TEXTS = (
     "a photo of a cat", "a red car parked on the street", "two dogs playing in the snow", "a bowl of soup",
     "an old map of the city", "a smiling face emoji", "a diagram of the solar system", "a bicycle",
 )  # fmt: skip
+TOWERS = {"image": "visual", "text": "text"}  # tower name -> CLIP attribute
+_BLOCK = re.compile(r"(?:^|\.)transformer\.blocks\.(\d+)\.")
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class PrecisionCheck:
-    """One mode against fp32 on the probe set: minimum cosines of each tower's features and seconds per probe."""
+    """One tower in one mode against fp32 on the probe set: minimum cosine of its features and seconds per probe.
+
+    ``fp32_blocks``: for int8, how many leading transformer blocks were kept in fp32.
+    """
 
     precision: str
-    min_cosine_image: float
-    min_cosine_text: float
+    tower: str
+    min_cosine: float
     seconds: float
+    fp32_blocks: int = 0
 
     @property
     def passed(self) -> bool:
-        return min(self.min_cosine_image, self.min_cosine_text) >= MIN_COSINE
+        return self.min_cosine >= MIN_COSINE
 
-    def to_json(self) -> dict[str, float | str | bool]:
+    def to_json(self) -> dict[str, float | str | bool | int]:
         return {**asdict(self), "passed": self.passed}
 
 
@@ -61,34 +74,60 @@ def check_precision(name: str, device: torch.device | str) -> str:
     """``name`` if it is a known mode that runs on ``device``; otherwise a one-line UserError."""
     if name not in PRECISIONS:
         raise UserError(f"unknown precision {name!r}", hint=f"use one of {', '.join(PRECISIONS)}")
-    if name == "int8" and torch.device(device).type != "cpu":
-        raise UserError("precision int8 runs on CPU only (dynamic quantization has CPU kernels only)",
+    if name.startswith("int8") and torch.device(device).type != "cpu":
+        raise UserError(f"precision {name} runs on CPU only (dynamic quantization has CPU kernels only)",
                         hint="use precision bf16 (or auto) on a GPU")
     return name
 
 
-def quantize_int8(model: CLIP) -> CLIP:
-    """A copy of ``model`` whose transformer-block Linear layers compute in int8 (dynamic quantization).
-
-    Only the Linear modules of ``Attention`` and ``MLP`` blocks, and of those only the ones called as modules:
-    an attention with separate q/v biases reads ``qkv.weight`` itself, so its ``qkv`` stays fp32.
-    """
-    names = set()
-    for prefix, module in model.named_modules():
+def int8_linears(tower: nn.Module, fp32_blocks: int = 0) -> list[str]:
+    """The Linear layers of ``tower`` that int8 quantizes: those of its ``Attention`` and ``MLP`` modules called
+    as modules (an attention with separate q/v biases reads ``qkv.weight`` itself, so its ``qkv`` stays fp32),
+    minus those in the first ``fp32_blocks`` transformer blocks."""
+    names = []
+    for prefix, module in tower.named_modules():
+        block = _BLOCK.search(prefix + ".")
+        if block is not None and int(block.group(1)) < fp32_blocks:
+            continue
         if isinstance(module, MLP):
-            names |= {f"{prefix}.fc1", f"{prefix}.fc2"}
+            names += [f"{prefix}.fc1", f"{prefix}.fc2"]
         elif isinstance(module, Attention):
-            names.add(f"{prefix}.out")
-            if module.q_bias is None:
-                names.add(f"{prefix}.qkv")
+            names += [f"{prefix}.qkv"] if module.q_bias is None else []
+            names.append(f"{prefix}.out")
+    return names
+
+
+def _transformer_blocks(tower: nn.Module) -> int:
+    return len({int(m.group(1)) for n, _ in tower.named_modules() if (m := _BLOCK.search(n + "."))})
+
+
+def quantize_tower(tower: nn.Module, fp32_blocks: int = 0) -> nn.Module:
+    """A copy of ``tower`` whose ``int8_linears`` compute in int8 (dynamic quantization, per-channel weights)."""
     quantization = getattr(torch.ao, "quantization", None)
     if quantization is None or not hasattr(quantization, "quantize_dynamic"):
         raise UserError(f"torch {torch.__version__} has no torch.ao.quantization.quantize_dynamic",
                         hint="use precision bf16 or fp32")
+    # Per output channel: one scale per row instead of one per matrix, at the same speed (the benchmark's cosines).
+    qconfig = getattr(quantization, "per_channel_dynamic_qconfig", None) or quantization.default_dynamic_qconfig
     with warnings.catch_warnings():  # torch 2.10+ announces the move of eager quantization to torchao
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
-        return quantization.quantize_dynamic(copy.deepcopy(model), names, dtype=torch.qint8)
+        spec = dict.fromkeys(int8_linears(tower, fp32_blocks), qconfig)
+        return quantization.quantize_dynamic(copy.deepcopy(tower), spec, dtype=torch.qint8)
+
+
+def quantize_int8(model: CLIP, towers: tuple[str, ...] = ("image", "text"), fp32_blocks: int = 0) -> CLIP:
+    """A copy of ``model`` whose ``towers`` ("image", "text") compute their block Linear layers in int8.
+
+    Args:
+        model: an fp32 CPU model.
+        towers: which towers to quantize.
+        fp32_blocks: leading transformer blocks of each quantized tower that stay fp32.
+    """
+    out = copy.deepcopy(model)
+    for tower in towers:
+        setattr(out, TOWERS[tower], quantize_tower(getattr(model, TOWERS[tower]), fp32_blocks))
+    return out
 
 
 def _under_autocast(method: Callable[[torch.Tensor], torch.Tensor], device_type: str) -> Callable:
@@ -110,11 +149,13 @@ def autocast_bf16(model: CLIP) -> CLIP:
 
 
 def convert(model: CLIP, precision: str) -> CLIP:
-    """``model`` in ``precision`` ("fp32", "bf16", "int8" or "bf16-autocast"); int8 returns a copy."""
+    """``model`` in ``precision`` ("fp32", "bf16", "int8", "int8-image" or "bf16-autocast"); int8 returns a copy."""
     if precision == "bf16":
         return model.to(dtype=torch.bfloat16)
     if precision == "int8":
         return quantize_int8(model)
+    if precision == "int8-image":
+        return quantize_int8(model, ("image",))
     if precision == "bf16-autocast":
         return autocast_bf16(model)
     return model
@@ -130,22 +171,54 @@ def probe_inputs(model: CLIP, tokenizer: Callable[[list[str]], torch.Tensor]) ->
 
 
 @torch.inference_mode()
-def _features(model: CLIP, pixels: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
-    device = next(model.parameters()).device
-    model.encode_image(pixels.to(device)), model.encode_text(ids.to(device))  # warm-up (first-call allocations)
-    start = time.perf_counter()
-    image = F.normalize(model.encode_image(pixels.to(device)).float(), dim=-1).cpu()
-    text = F.normalize(model.encode_text(ids.to(device)).float(), dim=-1).cpu()
-    return image, text, time.perf_counter() - start
+def _run(tower: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, float]:
+    """Normalized fp32 features of ``x`` and the faster of two timed calls (after a warm-up call)."""
+    tower(x)  # warm-up (first-call allocations)
+    seconds = []
+    for _ in range(2):
+        start = time.perf_counter()
+        y = tower(x)
+        seconds.append(time.perf_counter() - start)
+    return F.normalize(y.float(), dim=-1).cpu(), min(seconds)
 
 
-def measure(model: CLIP, reference: tuple[torch.Tensor, torch.Tensor], probe: tuple[torch.Tensor, torch.Tensor],
-            precision: str) -> PrecisionCheck:  # fmt: skip
-    """``model`` (in ``precision``) against the fp32 features ``reference`` of ``probe``."""
-    image, text, seconds = _features(model, *probe)
-    cos_image = float((image * reference[0]).sum(-1).min())
-    cos_text = float((text * reference[1]).sum(-1).min())
-    return PrecisionCheck(precision, cos_image, cos_text, seconds)
+def precision_name(chosen: dict[str, str]) -> str:
+    """One name for a per-tower choice: "int8" (both), "int8-image" (image int8, text fp32), "bf16-text",
+    or "bf16-image+int8-text" for other mixes."""
+    image, text = chosen["image"], chosen["text"]
+    if image == text:
+        return image
+    if text == "fp32":
+        return f"{image}-image"
+    if image == "fp32":
+        return f"{text}-text"
+    return f"{image}-image+{text}-text"
+
+
+def _auto_tower(model: CLIP, tower: str, x: torch.Tensor) -> tuple[nn.Module, str, list[PrecisionCheck]]:
+    """The fastest passing candidate for one tower: (module, mode, the checks run)."""
+    module = getattr(model, TOWERS[tower])
+    ref, seconds = _run(module, x)
+    checks = [PrecisionCheck("fp32", tower, 1.0, seconds)]
+    options: dict[str, tuple[nn.Module, float]] = {"fp32": (module, seconds)}
+
+    def check(candidate: nn.Module, name: str, fp32_blocks: int = 0) -> bool:
+        feats, secs = _run(candidate, x)
+        checks.append(PrecisionCheck(name, tower, float((feats * ref).sum(-1).min()), secs, fp32_blocks))
+        if checks[-1].passed:
+            options[name] = (candidate, secs)
+        return checks[-1].passed
+
+    if int8_linears(module):
+        try:
+            for fp32_blocks in range(_transformer_blocks(module) // 4 + 1):
+                if check(quantize_tower(module, fp32_blocks), "int8", fp32_blocks):
+                    break
+        except UserError as exc:  # a torch without eager dynamic quantization: auto picks among the others
+            log.info("precision auto: int8 skipped (%s)", exc.args[0])
+    check(copy.deepcopy(module).to(dtype=torch.bfloat16), "bf16")
+    best = min(options, key=lambda name: options[name][1])
+    return options[best][0], best, checks
 
 
 def apply_precision(model: CLIP, precision: str, tokenizer: Callable[[list[str]], torch.Tensor]
@@ -163,21 +236,15 @@ def apply_precision(model: CLIP, precision: str, tokenizer: Callable[[list[str]]
         return convert(model, precision), precision, []
     if device.type != "cpu":
         return autocast_bf16(model), "bf16-autocast", []
-    probe = probe_inputs(model, tokenizer)
-    image, text, seconds = _features(model, *probe)
-    checks = [PrecisionCheck("fp32", 1.0, 1.0, seconds)]
-    candidates: dict[str, CLIP] = {"fp32": model}
-    for name in ("int8", "bf16"):
-        try:
-            candidate = convert(copy.deepcopy(model) if name == "bf16" else model, name)
-        except UserError as exc:  # a torch without eager dynamic quantization: auto picks among the others
-            log.info("precision auto: %s skipped (%s)", name, exc.args[0])
-            continue
-        checks.append(measure(candidate, (image, text), probe, name))
-        if checks[-1].passed:
-            candidates[name] = candidate
-    best = min((c for c in checks if c.precision in candidates), key=lambda c: c.seconds)
-    log.info("precision auto: %s (%s)", best.precision,
-             ", ".join(f"{c.precision} {c.seconds * 1000:.0f} ms cos {min(c.min_cosine_image, c.min_cosine_text):.5f}"
-                       for c in checks))  # fmt: skip
-    return candidates[best.precision], best.precision, checks
+    pixels, ids = probe_inputs(model, tokenizer)
+    chosen: dict[str, str] = {}
+    checks: list[PrecisionCheck] = []
+    for tower, x in (("image", pixels), ("text", ids)):
+        module, chosen[tower], tower_checks = _auto_tower(model, tower, x.to(device))
+        setattr(model, TOWERS[tower], module)
+        checks += tower_checks
+    used = precision_name(chosen)
+    log.info("precision auto: %s (%s)", used, ", ".join(
+        f"{c.tower} {c.precision}{f' ({c.fp32_blocks} fp32 blocks)' if c.fp32_blocks else ''} "
+        f"{c.seconds * 1000:.0f} ms cos {c.min_cosine:.5f}" for c in checks))  # fmt: skip
+    return model, used, checks

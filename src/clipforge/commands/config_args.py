@@ -27,8 +27,8 @@ from clipforge.utils.configs import resolve_config, to_dict
 
 T = TypeVar("T")
 # clipforge.precision.PRECISIONS, repeated here so that `--help` does not import torch (a test keeps them equal).
-PRECISIONS = ("fp32", "bf16", "int8", "auto")
-PRECISION_HELP = "model arithmetic: fp32 (default), bf16, int8 (CPU only), auto (the fastest that matches fp32)"
+PRECISIONS = ("fp32", "bf16", "int8", "int8-image", "auto")
+PRECISION_HELP = "model arithmetic: fp32 (default), bf16, int8 (CPU only), int8-image (image tower int8, text fp32; CPU), auto (per tower, the fastest that matches fp32)"
 _OVERRIDE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*=")
 
 

@@ -22,11 +22,12 @@ import torch.distributed as dist
 
 
 def _row_counts(x: torch.Tensor, world_size: int) -> list[int]:
-    """Rows of ``x`` on every rank (one tiny all-gather)."""
+    """Rows of ``x`` on every rank (one tiny all-gather, read back to the host in one copy: the buffers the
+    gather allocates need the counts on the host, so one wait per call is the floor, not one per rank)."""
     mine = torch.tensor([x.shape[0]], dtype=torch.int64, device=x.device)
     counts = [torch.zeros_like(mine) for _ in range(world_size)]
     dist.all_gather(counts, mine)
-    return [int(c.item()) for c in counts]
+    return torch.cat(counts).tolist()
 
 
 def _gather_padded(x: torch.Tensor, counts: list[int]) -> torch.Tensor:

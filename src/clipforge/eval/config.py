@@ -76,4 +76,4 @@ class EvalConfig:
     out_dir: str = ""
     run_dir: str = ""
     report: bool = True
-    precision: Literal["fp32", "bf16", "int8", "auto"] = "fp32"
+    precision: Literal["fp32", "bf16", "int8", "int8-image", "auto"] = "fp32"

@@ -53,7 +53,7 @@ class EmbedConfig:
     image_column: str = "image"
     caption_column: str = "caption"
     max_pixels: int = DEFAULT_MAX_PIXELS
-    precision: Literal["fp32", "bf16", "int8", "auto"] | None = None
+    precision: Literal["fp32", "bf16", "int8", "int8-image", "auto"] | None = None
 
     def __post_init__(self) -> None:
         _at_least(self, 1, "batch_size", "max_pixels")

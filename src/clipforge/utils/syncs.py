@@ -31,7 +31,7 @@ _TORCH_DIRS = ("/torch/", "/site-packages/torch")
 def _is_host_copy(name: str, args: tuple, kwargs: dict) -> bool:
     """``t.to("cpu")`` of a tensor not on the host (``.to(device)`` on a CPU run is the same call as a GPU run's
     host-to-device copy, which does not wait, so CPU tensors are not counted here; ``.cpu()`` always is)."""
-    if name != "to" or args[0].device.type == "cpu":
+    if name != "to" or not args or not isinstance(args[0], torch.Tensor) or args[0].device.type == "cpu":
         return False
     targets = list(args[1:]) + [kwargs.get("device")]
     return any(isinstance(t, str | torch.device) and torch.device(t).type == "cpu" for t in targets)
