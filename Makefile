@@ -6,16 +6,23 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CORE_STAMP := $(VENV)/.installed-core
 
 .PHONY: demo test lint venv clean bench
 
-$(STAMP): pyproject.toml
+# The demo needs the runtime packages only; the tests add the dev extras (transformers, playwright, onnxruntime,
+# ...) on top, which keeps the demo's install step short on a fresh machine.
+$(CORE_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e .
 	# Animal-MNIST's data are two pickles; its loader imports tensorflow, which clipforge never uses.
 	# pytablericons' SVG files are read directly; its module imports pygame, which clipforge never uses.
 	$(BIN)/pip install -q --no-deps animal-mnist==0.4 pytablericons==1.0.1
+	touch $(CORE_STAMP)
+
+$(STAMP): $(CORE_STAMP)
+	$(BIN)/pip install -q -e ".[dev]"
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -32,7 +39,7 @@ lint: $(STAMP)
 test: $(STAMP) lint .whl/.openclip
 	$(BIN)/python -m pytest -q -n 2 --timeout 900 tests
 
-demo: $(STAMP)
+demo: $(CORE_STAMP)
 	$(BIN)/clipforge demo
 
 clean:

@@ -98,7 +98,8 @@ class _Clock:
         self.now += self.cost[self.threads]
 
 
-def _run_chooser(cost, steps, period=50):
+def _run_chooser(cost, steps, period=50, change=None):
+    """``change``: (step, new cost table) — the machine's load changes after that step."""
     clock = _Clock(cost)
     applied = []
 
@@ -109,6 +110,8 @@ def _run_chooser(cost, steps, period=50):
     chooser = ThreadChooser((1, 2), window=3, period=period, set_threads=set_threads, clock=clock)
     clock.threads = chooser.current
     for step in range(1, steps + 1):
+        if change is not None and step == change[0]:
+            clock.cost = change[1]
         clock.step()
         chooser(step, {})
     return chooser, clock
@@ -120,6 +123,17 @@ def test_thread_chooser_keeps_the_faster_count_and_reprobes():
     chooser, clock = _run_chooser({1: 0.5, 2: 3.0}, steps=120)  # a busy machine: 2 threads collapse
     assert [c["threads"] for c in chooser.choices] == [1, 1, 1] and clock.threads == 1
     assert chooser.choices[0]["seconds_per_step"] == {"1": 0.5, "2": 3.0}
+
+
+def test_thread_chooser_reprobes_as_soon_as_the_chosen_count_slows_down():
+    # Idle at first (2 threads win), then other jobs arrive at step 30 and 2 threads collapse: the chooser must
+    # not wait for the 200-step period to switch back to 1.
+    chooser, clock = _run_chooser({1: 0.5, 2: 0.3}, steps=60, period=200, change=(30, {1: 0.6, 2: 3.0}))
+    assert [c["threads"] for c in chooser.choices] == [2, 1] and clock.threads == 1
+    assert chooser.choices[1]["step"] < 50
+    # A steady machine is probed once per period only.
+    chooser, _ = _run_chooser({1: 0.5, 2: 0.3}, steps=150, period=200)
+    assert len(chooser.choices) == 1
 
 
 def test_candidate_counts():
