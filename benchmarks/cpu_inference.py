@@ -183,14 +183,16 @@ def embed_speeds(ckpt: Path, folder: Path, precisions: list[str], rounds: int, b
 def zero_shot_check(ckpt: str, precisions: list[str]) -> dict:
     """Demo-suite zero-shot top-1 of a trained checkpoint in fp32 and in each of ``precisions``, the largest
     drop from fp32 per precision (points), and the probe checks ``precision=auto`` ran on it."""
-    from clipforge.eval.config import EvalConfig  # deferred: only with --checkpoint
+    from clipforge.eval.config import EvalConfig, SuiteConfig  # deferred: only with --checkpoint
     from clipforge.eval.job import run_eval
 
     out: dict = {"checkpoint": ckpt, "top1": {}, "max_drop_points": {}}
     for p in dict.fromkeys(["fp32", *precisions]):
         with tempfile.TemporaryDirectory() as d:
-            result = run_eval(EvalConfig(checkpoint=ckpt, out_dir=d, report=False, precision=p))
-        out["top1"][p] = {k: float(v) for k, v in result.items() if isinstance(v, int | float) and "top1" in k}
+            result = run_eval(EvalConfig(checkpoint=ckpt, out_dir=d, report=False, precision=p,
+                                         suite=SuiteConfig(name="", progress=False)))  # fmt: skip
+        out["top1"][p] = {k: float(v) for k, v in result.metrics.items() if k.startswith("zeroshot.") and
+                          k.endswith(".top1")}  # fmt: skip
         out["max_drop_points"][p] = max((100 * (out["top1"]["fp32"][k] - v) for k, v in out["top1"][p].items()),
                                         default=0.0)  # fmt: skip
     pipeline = load(ckpt, precision="auto")

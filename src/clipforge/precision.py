@@ -243,7 +243,7 @@ def _auto_tower(model: CLIP, tower: str, x: torch.Tensor) -> tuple[nn.Module, st
     if int8_linears(module):
         try:
             for head_blocks in range(_transformer_blocks(module) // 4 + 1):
-                if check(quantize_tower(module, head_blocks, head), "int8", head_blocks, head):
+                if check(quantize_tower(module, head_blocks, head), "int8", head_blocks, head if head_blocks else "fp32"):
                     break
         except UserError as exc:  # a torch without eager dynamic quantization: auto picks among the others
             log.info("precision auto: int8 skipped (%s)", exc.args[0])
