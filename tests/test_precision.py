@@ -22,6 +22,7 @@ from clipforge.index.search import Searcher
 from clipforge.precision import (
     MIN_COSINE,
     PRECISIONS,
+    _Patchify,
     check_precision,
     int8_linears,
     precision_name,
@@ -111,6 +112,22 @@ def test_int8_keeps_the_first_blocks_fp32_when_asked(ckpt):
     assert type(tower.transformer.blocks[0].mlp.fc1) is torch.nn.Linear
     assert tower.transformer.blocks[1].mlp.fc1._get_name() == "DynamicQuantizedLinear"
     assert type(model.visual.transformer.blocks[1].mlp.fc1) is torch.nn.Linear  # a copy: the model is untouched
+
+
+def test_bf16_patchify_is_the_convolution(ckpt):
+    model = clipforge.load(ckpt).model
+    conv = model.visual.patch_embed
+    pixels = torch.randn(2, 3, model.cfg.vision.image_size, model.cfg.vision.image_size)
+    with torch.inference_mode():
+        want = conv(pixels)
+        got = _Patchify(conv)(pixels)
+        exact = _Patchify(conv, torch.float64)(pixels)  # the same sums as the convolution, in float64
+    assert got.shape == exact.shape == want.shape and got.dtype == exact.dtype == torch.float32
+    assert torch.allclose(exact, want, atol=1e-5)
+    assert (got - want).abs().max() <= 0.02 * want.abs().max()  # bf16 inputs and weights
+    quantized = quantize_tower(model.visual, head="bf16")
+    assert isinstance(quantized.patch_embed, _Patchify)
+    assert isinstance(quantize_tower(model.visual).patch_embed, torch.nn.Conv2d)
 
 
 def test_int8_runs_the_left_out_blocks_in_bf16_when_asked(ckpt, one_thread):

@@ -54,8 +54,8 @@ log = logging.getLogger(__name__)
 class PrecisionCheck:
     """One tower in one mode against fp32 on the probe set: minimum cosine of its features and seconds per probe.
 
-    ``head_blocks``: for int8, how many leading transformer blocks were not quantized, and ``head`` what they
-    computed in instead ("fp32" or "bf16").
+    ``head_blocks``: for int8, how many leading transformer blocks were not quantized; ``head``: what they (and,
+    with "bf16", a ViT's patchify convolution) computed in instead ("fp32" or "bf16").
     """
 
     precision: str
@@ -116,13 +116,41 @@ class _InBF16(nn.Module):
         return self.block(x.to(torch.bfloat16), rope=rope, **kwargs).to(x.dtype)
 
 
+class _Patchify(nn.Module):
+    """A ViT's patchify Conv2d (stride = kernel, no padding) as one matmul over the unfolded patches in ``dtype``:
+    the same sums; in bf16 on a CPU with bf16 instructions 2.4x faster than the fp32 convolution (ViT-B/32, batch 8)."""
+
+    def __init__(self, conv: nn.Conv2d, dtype: torch.dtype = torch.bfloat16) -> None:
+        super().__init__()
+        self.weight = conv.weight  # the tower casts its pixels to this dtype (fp32)
+        self.patch = conv.kernel_size[0]
+        matrix = conv.weight.detach().reshape(conv.out_channels, -1).t()  # (C*k*k, W)
+        self.register_buffer("matrix", matrix.to(dtype))
+        self.register_buffer("bias", None if conv.bias is None else conv.bias.detach().to(dtype))
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        b, c = pixels.shape[:2]
+        k = self.patch
+        patches = pixels.unfold(2, k, k).unfold(3, k, k)  # (B, C, gh, gw, k, k)
+        gh, gw = patches.shape[2:4]
+        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(b * gh * gw, c * k * k).to(self.matrix.dtype)
+        y = patches @ self.matrix if self.bias is None else torch.addmm(self.bias, patches, self.matrix)  # (B*g*g, W)
+        return y.to(pixels.dtype).view(b, gh, gw, -1).permute(0, 3, 1, 2)  # (B, W, gh, gw)
+
+
+def _is_patchify(conv: object) -> bool:
+    return (isinstance(conv, nn.Conv2d) and conv.kernel_size == conv.stride and conv.kernel_size[0] == conv.kernel_size[1]
+            and conv.padding == (0, 0) and conv.dilation == (1, 1) and conv.groups == 1)  # fmt: skip
+
+
 def quantize_tower(tower: nn.Module, head_blocks: int = 0, head: str = "fp32") -> nn.Module:
     """A copy of ``tower`` whose ``int8_linears`` compute in int8 (dynamic quantization, per-channel weights).
 
     Args:
         tower: an fp32 image or text tower.
         head_blocks: leading transformer blocks left out of int8.
-        head: what those blocks compute in: "fp32", or "bf16" (faster where the CPU has bf16 instructions).
+        head: what those blocks compute in: "fp32", or "bf16" (faster where the CPU has bf16 instructions); with
+            "bf16" a ViT's patchify convolution also runs in bf16.
     """
     quantization = getattr(torch.ao, "quantization", None)
     if quantization is None or not hasattr(quantization, "quantize_dynamic"):
@@ -136,6 +164,8 @@ def quantize_tower(tower: nn.Module, head_blocks: int = 0, head: str = "fp32") -
         spec = dict.fromkeys(int8_linears(tower, head_blocks), qconfig)
         out = quantization.quantize_dynamic(copy.deepcopy(tower), spec, dtype=torch.qint8)
     if head == "bf16":
+        if _is_patchify(getattr(out, "patch_embed", None)):
+            out.patch_embed = _Patchify(out.patch_embed)
         blocks = out.transformer.blocks
         for i in range(min(head_blocks, len(blocks))):
             blocks[i] = _InBF16(blocks[i])
@@ -243,7 +273,7 @@ def _auto_tower(model: CLIP, tower: str, x: torch.Tensor) -> tuple[nn.Module, st
     if int8_linears(module):
         try:
             for head_blocks in range(_transformer_blocks(module) // 4 + 1):
-                if check(quantize_tower(module, head_blocks, head), "int8", head_blocks, head if head_blocks else "fp32"):
+                if check(quantize_tower(module, head_blocks, head), "int8", head_blocks, head):
                     break
         except UserError as exc:  # a torch without eager dynamic quantization: auto picks among the others
             log.info("precision auto: int8 skipped (%s)", exc.args[0])
