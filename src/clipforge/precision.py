@@ -118,7 +118,8 @@ class _InBF16(nn.Module):
 
 class _Patchify(nn.Module):
     """A ViT's patchify Conv2d (stride = kernel, no padding) as one matmul over the unfolded patches in ``dtype``:
-    the same sums; in bf16 on a CPU with bf16 instructions 2.4x faster than the fp32 convolution (ViT-B/32, batch 8)."""
+    the same sums; in bf16 on a CPU with bf16 instructions faster than the fp32 convolution, which int8 leaves
+    as the largest fp32 op of a ViT-B/32 (part of auto's figures in benchmarks/results/cpu_inference*.md)."""
 
     def __init__(self, conv: nn.Conv2d, dtype: torch.dtype = torch.bfloat16) -> None:
         super().__init__()
