@@ -15,7 +15,7 @@ cosine of each one's features to OpenCLIP fp32's, and ``clipforge embed`` of a f
 (decode and preprocessing in a worker process, the model in this one) in images/s per precision.
 The ratios use the fastest clipforge precision whose minimum cosine to OpenCLIP fp32 is >= 0.999; ``auto`` is
 the per-tower choice ``clipforge.load(precision="auto")`` makes for these weights (int8 with as many leading
-blocks kept in fp32 as the gate needs), timed like the others. ``--onnxruntime`` adds the ONNX export in
+blocks left in bf16 or fp32 as the gate needs), timed like the others. ``--onnxruntime`` adds the ONNX export in
 onnxruntime, fp32 and dynamically quantized int8. With ``--checkpoint DIR`` (a trained clipforge checkpoint) the demo suite's
 zero-shot top-1 is also compared between fp32 and that precision.
 Writes benchmarks/results/cpu_inference.json and .md.
@@ -183,14 +183,16 @@ def embed_speeds(ckpt: Path, folder: Path, precisions: list[str], rounds: int, b
 def zero_shot_check(ckpt: str, precisions: list[str]) -> dict:
     """Demo-suite zero-shot top-1 of a trained checkpoint in fp32 and in each of ``precisions``, the largest
     drop from fp32 per precision (points), and the probe checks ``precision=auto`` ran on it."""
-    from clipforge.eval.config import EvalConfig  # deferred: only with --checkpoint
+    from clipforge.eval.config import EvalConfig, SuiteConfig  # deferred: only with --checkpoint
     from clipforge.eval.job import run_eval
 
     out: dict = {"checkpoint": ckpt, "top1": {}, "max_drop_points": {}}
-    for p in ["fp32", *(q for q in precisions if q != "fp32")]:
+    for p in dict.fromkeys(["fp32", *precisions]):
         with tempfile.TemporaryDirectory() as d:
-            result = run_eval(EvalConfig(checkpoint=ckpt, out_dir=d, report=False, precision=p))
-        out["top1"][p] = {k: float(v) for k, v in result.items() if isinstance(v, int | float) and "top1" in k}
+            result = run_eval(EvalConfig(checkpoint=ckpt, out_dir=d, report=False, precision=p,
+                                         suite=SuiteConfig(name="", progress=False)))  # fmt: skip
+        out["top1"][p] = {k: float(v) for k, v in result.metrics.items() if k.startswith("zeroshot.") and
+                          k.endswith(".top1")}  # fmt: skip
         out["max_drop_points"][p] = max((100 * (out["top1"]["fp32"][k] - v) for k, v in out["top1"][p].items()),
                                         default=0.0)  # fmt: skip
     pipeline = load(ckpt, precision="auto")
@@ -298,7 +300,7 @@ def render(r: dict) -> str:
                      f"{t['cosine_image']:.6f} / {t['cosine_text']:.6f} |")  # fmt: skip
     ratios = r["ratios"]
     if r.get("auto"):
-        kept = [f"{c['tower']} {c['precision']}" + (f" ({c['fp32_blocks']} first blocks fp32)" if c["fp32_blocks"] else "")
+        kept = [f"{c['tower']} {c['precision']}" + (f" (first {c['head_blocks']} blocks {c['head']})" if c["head_blocks"] else "")
                 + f" cos {c['min_cosine']:.5f}{'' if c['passed'] else ' (fails)'}" for c in r["auto"]["checks"]]  # fmt: skip
         lines += ["", f"`precision=auto` chose **{r['auto']['precision']}** from its probe checks: " + "; ".join(kept) + "."]
     lines += ["", f"Best clipforge precision within cosine 0.999: **{r['best_precision']}**.",

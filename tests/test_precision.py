@@ -22,6 +22,7 @@ from clipforge.index.search import Searcher
 from clipforge.precision import (
     MIN_COSINE,
     PRECISIONS,
+    _Patchify,
     check_precision,
     int8_linears,
     precision_name,
@@ -76,7 +77,7 @@ def test_auto_on_cpu_keeps_per_tower_the_fastest_mode_that_passes(ckpt, one_thre
         passed = [c for c in checks if c.passed]
         chosen[tower] = min(passed, key=lambda c: c.seconds).precision
         int8 = [c for c in checks if c.precision == "int8"]  # more fp32 blocks only while int8 misses the gate
-        assert [c.fp32_blocks for c in int8] == list(range(len(int8)))
+        assert [c.head_blocks for c in int8] == list(range(len(int8)))
         assert all(not c.passed for c in int8[:-1])
     assert pipe.precision == precision_name(chosen)
     quantized = {t: any(m._get_name() == "DynamicQuantizedLinear" for m in getattr(pipe.model, a).modules())
@@ -106,11 +107,39 @@ def test_int8_keeps_the_first_blocks_fp32_when_asked(ckpt):
     model = clipforge.load(ckpt).model
     blocks = len(model.visual.transformer.blocks)
     assert len(int8_linears(model.visual)) == 4 * blocks
-    assert len(int8_linears(model.visual, fp32_blocks=1)) == 4 * (blocks - 1)
-    tower = quantize_tower(model.visual, fp32_blocks=1)
+    assert len(int8_linears(model.visual, head_blocks=1)) == 4 * (blocks - 1)
+    tower = quantize_tower(model.visual, head_blocks=1)
     assert type(tower.transformer.blocks[0].mlp.fc1) is torch.nn.Linear
     assert tower.transformer.blocks[1].mlp.fc1._get_name() == "DynamicQuantizedLinear"
     assert type(model.visual.transformer.blocks[1].mlp.fc1) is torch.nn.Linear  # a copy: the model is untouched
+
+
+def test_bf16_patchify_is_the_convolution(ckpt):
+    model = clipforge.load(ckpt).model
+    conv = model.visual.patch_embed
+    pixels = torch.randn(2, 3, model.cfg.vision.image_size, model.cfg.vision.image_size)
+    with torch.inference_mode():
+        want = conv(pixels)
+        got = _Patchify(conv)(pixels)
+        exact = _Patchify(conv, torch.float64)(pixels)  # the same sums as the convolution, in float64
+    assert got.shape == exact.shape == want.shape and got.dtype == exact.dtype == torch.float32
+    assert torch.allclose(exact, want, atol=1e-5)
+    assert (got - want).abs().max() <= 0.02 * want.abs().max()  # bf16 inputs and weights
+    quantized = quantize_tower(model.visual, head="bf16")
+    assert isinstance(quantized.patch_embed, _Patchify)
+    assert isinstance(quantize_tower(model.visual).patch_embed, torch.nn.Conv2d)
+
+
+def test_int8_runs_the_left_out_blocks_in_bf16_when_asked(ckpt, one_thread):
+    model = clipforge.load(ckpt).model
+    tower = quantize_tower(model.text, head_blocks=1, head="bf16")
+    assert tower.transformer.blocks[0].block.mlp.fc1.weight.dtype == torch.bfloat16
+    assert tower.transformer.blocks[1].mlp.fc1._get_name() == "DynamicQuantizedLinear"
+    ids = probe_inputs(model, clipforge.load(ckpt).tokenizer)[1]
+    with torch.inference_mode():
+        got, want = tower(ids), model.text(ids)
+    assert got.dtype == torch.float32
+    assert F.cosine_similarity(got, want).min() > 0.99
 
 
 def test_auto_without_dynamic_quantization_chooses_among_the_others(ckpt, one_thread, monkeypatch):
