@@ -54,6 +54,9 @@ def test_heldout_classes_never_in_training(built):
     held = {r["label"] for r in _rows(built / "heldout.jsonl")}
     val = {r["label"] for r in _rows(built / "val.jsonl")}
     assert held and val and not train & held and not train & val and not val & held
+    trainval = _rows(built / "trainval.jsonl")
+    assert {r["label"] for r in trainval} == train | val and len(trainval) == len(_rows(built / "train.jsonl")) + len(
+        _rows(built / "val.jsonl"))
     strict_train = _rows(built / "train_strict.jsonl")
     strict_held = _rows(built / "heldout_subgroups.jsonl")
     held_subs = {r["subgroup"] for r in strict_held}

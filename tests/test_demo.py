@@ -35,8 +35,9 @@ def test_quick_demo_end_to_end(tmp_path):
     assert "precision@5 · a red heart" in (out / "report.html").read_text()
     assert (out / "index").is_dir() and any((out / "index").iterdir())
     assert (out / "train" / "final" / "model.safetensors").is_file()
-    icons = [json.loads(line) for line in (out / "emoji" / "icons.jsonl").read_text().splitlines()]
-    assert {r["source"] for r in icons} <= {"mdi", "fontawesome", "lucide", "tabler"} and icons
+    # The recipe trains on every non-test emoji class (train + validation classes), without icon sets.
+    assert demo_train_config(cfg, out / "emoji", cuda=False).data.train == str(out / "emoji" / "trainval.jsonl")
+    assert not (out / "emoji" / "icons.jsonl").exists()
 
     # A second run reuses the finished training run instead of training again.
     final, info = train(cfg, demo_train_config(cfg, out / "emoji", cuda=False), cuda=False)

@@ -60,12 +60,12 @@ def test_flatten_writes_overrides_that_read_back():
 def test_demo_train_config_applies_recipe_gpu_variant_and_overrides(tmp_path):
     cfg = DemoConfig(out=str(tmp_path), train=("seed=3", "steps=7"), threads=1)
     cpu = demo_train_config(cfg, tmp_path / "emoji", cuda=False)
-    assert cpu.data.train == str(tmp_path / "emoji" / "train_icons.jsonl") and cpu.run_dir == str(tmp_path / "train")
+    assert cpu.data.train == str(tmp_path / "emoji" / "trainval.jsonl") and cpu.run_dir == str(tmp_path / "train")
     assert (cpu.seed, cpu.steps, cpu.threads, cpu.precision) == (3, 7, 1, "fp32")
     gpu = demo_train_config(cfg, tmp_path / "emoji", cuda=True)
     assert (gpu.precision, gpu.batch_size, gpu.data.workers) == ("bf16", 512, 8)
-    emoji_only = demo_train_config(DemoConfig(icons=()), tmp_path, cuda=False)
-    assert emoji_only.data.train.endswith("train.jsonl")
+    with_icons = demo_train_config(DemoConfig(icons=("mdi",)), tmp_path, cuda=False)
+    assert with_icons.data.train.endswith("train_icons.jsonl")
 
 
 def test_packaged_recipe_is_the_checkout_run_config():

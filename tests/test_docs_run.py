@@ -40,7 +40,7 @@ SKIP = {
     "PYTHONPATH=src python benchmarks/": "benchmarks are measurements (minutes; some need the OpenCLIP + timm "
                                          "reference venv); each writes benchmarks/results/*.json + .md",
     "clipforge data emoji data/emoji": "renders ~20k SVGs (minutes); tests/test_data_emoji.py builds a small set",
-    "clipforge data reinforce": "a teacher pass over the whole icon set; tests/test_reinforce.py",
+    "clipforge data reinforce": "a teacher pass over the whole emoji set; tests/test_reinforce.py",
     "clipforge train configs/runs/tiny-emoji.yaml data.train=my_pairs.csv model=ViT-B-32":
         "ViT-B-32 at 224 px for 10k steps is a GPU run; --print-config of it runs below (docs/training.md)",
     "clipforge train configs/runs/tiny-emoji.yaml model=tiny-mobileclip": "distillation from a trained teacher; "
@@ -111,7 +111,7 @@ def workdir(tmp_path_factory):
     (root / "my_pairs.csv").write_text("image,caption\n" + "".join(f"{p},a shape\n" for p in pairs))
     # The recipe's training table, small: the emoji set's rows.
     rows = (root / "data" / "emoji" / "heldout.jsonl").read_text()
-    (root / "data" / "emoji" / "train_icons.jsonl").write_text(rows * 4)
+    (root / "data" / "emoji" / "trainval.jsonl").write_text(rows * 4)
     (root / "configs" / "runs").mkdir(parents=True)
     (root / "configs" / "runs" / "tiny-emoji.yaml").write_text((ROOT / "configs/runs/tiny-emoji.yaml").read_text())
     (root / "my-eval.yaml").write_text(f"checkpoint: {ckpt}\nzeroshot: [my_photos/]\n")

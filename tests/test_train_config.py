@@ -94,7 +94,7 @@ def test_resolved_config_round_trips(tmp_path):
 def test_demo_config_loads():
     cfg = load_train_config(REPO / "configs" / "runs" / "tiny-emoji.yaml")
     assert cfg.model.vision.kind == "resnet" and cfg.model.text.context_length == 16
-    assert cfg.data.train == "data/emoji/train_icons.jsonl"
+    assert cfg.data.train == "data/emoji/trainval.jsonl"
     assert cfg.data.caption_column == "captions" and cfg.batch_size == 128
 
 

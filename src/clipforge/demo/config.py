@@ -21,7 +21,6 @@ from typing import Any, Literal
 
 import yaml
 
-from clipforge.data.builders.icons import SOURCES
 from clipforge.errors import UserError
 from clipforge.train.config import load_train_config
 from clipforge.utils.configs import resolve_config
@@ -41,7 +40,9 @@ class DemoConfig:
         data: where the emoji set is built; "" = ``OUT/emoji`` (the quick variant, so a subset never stands
             in for the full set).
         recipe: training recipe: a packaged name (``tiny-emoji``) or a TrainConfig YAML file.
-        icons: named icon sets added to the training data (``data.builders.icons.SOURCES``); () = emoji only.
+        icons: named icon sets added to the training data (names from ``data.builders.icons.SOURCES``);
+            () = emoji only, the default: at the demo's budget the icons, ~5x as many images as the emoji,
+            cost held-out emoji accuracy and gave Fashion-MNIST nothing (docs/demo.md, "Levers").
         images: only the first N named emoji (0 = all).
         icons_per_set: at most N icons per set (0 = all).
         device: "auto" (CUDA when present), "cpu" or "cuda".
@@ -58,7 +59,7 @@ class DemoConfig:
     out: str = "runs/demo"
     data: str = "data/emoji"
     recipe: str = RECIPE
-    icons: tuple[str, ...] = SOURCES
+    icons: tuple[str, ...] = ()
     images: int = 0
     icons_per_set: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -115,7 +116,7 @@ def demo_train_config(cfg: DemoConfig, data_dir: Path, cuda: bool) -> Any:
         data_dir: the built emoji set (its training table replaces the recipe's directory).
         cuda: the demo trains on a GPU.
     """
-    table = "train_icons.jsonl" if cfg.icons else "train.jsonl"
+    table = "train_icons.jsonl" if cfg.icons else "trainval.jsonl"  # every class that is not a test class
     own = [f"data.train={data_dir / table}", f"run_dir={Path(cfg.out) / 'train'}", f"device={cfg.device}"]
     if cfg.threads:
         own.append(f"threads={cfg.threads}")

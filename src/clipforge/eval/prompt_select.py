@@ -2,7 +2,8 @@
 
 With ``SuiteConfig.templates = "auto"``, each zero-shot benchmark that names validation data gets the candidate
 set (``CANDIDATES``) with the best top-1 on that data; ties go to the set listed first. The emoji benchmarks
-validate on ``val.jsonl``, classes the model never saw in training and that are not test classes; the
+validate on ``val.jsonl``, classes that are not test classes (unseen by a model trained on ``train.jsonl``; the
+demo recipe trains on them too, ``trainval.jsonl``, so there the choice is made on training classes); the
 grayscale benchmarks (Fashion-MNIST, Animal-MNIST) validate on the same images in the silhouette view
 (light-on-dark grayscale, ``data.transforms.silhouette``), the look of their test images, still without one
 of their classes. What was chosen, on what, and every candidate's score go into results.json.

@@ -8,8 +8,9 @@ Output (the eval and demo code read this layout)::
     OUT/train_strict.jsonl          images outside the held-out subgroups
     OUT/heldout_subgroups.jsonl     images of whole held-out subgroups (e.g. every "animal-mammal" emoji)
     OUT/val.jsonl                   images of the validation classes (in neither train.jsonl nor heldout.jsonl)
+    OUT/trainval.jsonl              train.jsonl and val.jsonl together: every class that is not held out
     OUT/stats.json                  counts; OUT/ATTRIBUTION.txt  the OpenMoji licence notice
-    OUT/train_icons.jsonl           with ``icons``: train.jsonl plus the named icon sets (data.builders.icons)
+    OUT/train_icons.jsonl           with ``icons``: trainval.jsonl plus the named icon sets (data.builders.icons)
 
 A class is a base emoji with its skin-tone variants: "waving hand" and "waving hand: dark skin tone" are one
 class (label "waving hand"), so a held-out class never has a near-identical twin in training. Classes are
@@ -217,11 +218,14 @@ def build_emoji(
 
 
 def _add_icons(out: Path, sources: tuple[str, ...], size: int, limit: int | None, workers: int) -> dict:
-    """Build the icon sets beside the emoji and write train_icons.jsonl (emoji training rows, then icon rows)."""
+    """Build the icon sets beside the emoji and write train_icons.jsonl (every non-test emoji row, then the icons).
+
+    Icons named like a validation class are still left out, so validation labels stay unseen in the icons.
+    """
     unseen = {json.loads(line)["label"] for split in ("heldout", "val")
               for line in (out / f"{split}.jsonl").read_text(encoding="utf-8").splitlines() if line}
     icon_stats = build_icons(out, unseen, sources, size=size, limit=limit, workers=workers)
-    train = (out / "train.jsonl").read_text(encoding="utf-8")
+    train = (out / "trainval.jsonl").read_text(encoding="utf-8")
     atomic_write_text(out / "train_icons.jsonl", train + (out / "icons.jsonl").read_text(encoding="utf-8"))
     return icon_stats
 

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 HELDOUT_FRACTION = 0.2  # test classes
 VAL_FRACTION = 0.1  # validation classes, taken after the test classes in hash order (the test split is unchanged)
-SPLITS = ("train", "val", "heldout", "train_strict", "heldout_subgroups")
+SPLITS = ("train", "val", "trainval", "heldout", "train_strict", "heldout_subgroups")
 STATS_FILE = "stats.json"  # counts and split sizes; its presence marks a finished build
 
 
@@ -92,7 +92,7 @@ def check_existing(out: Path, size: int, limit: int | None, what: str) -> dict |
 
 
 def write_split_tables(out: Path, rows: list[dict], extra: dict) -> dict:
-    """Write train/val/heldout/train_strict/heldout_subgroups JSONL and stats.json; return the stats.
+    """Write train/val/trainval/heldout/train_strict/heldout_subgroups JSONL and stats.json; return the stats.
 
     Args:
         out: output folder.
@@ -109,6 +109,8 @@ def write_split_tables(out: Path, rows: list[dict], extra: dict) -> dict:
     splits = {
         "train": [r for r in rows if r["label"] not in heldout and r["label"] not in val],
         "val": [r for r in rows if r["label"] in val],
+        # Every non-test class: what a model that does not need unseen validation classes trains on (the demo).
+        "trainval": [r for r in rows if r["label"] not in heldout],
         "heldout": [r for r in rows if r["label"] in heldout],
         "train_strict": [r for r in rows if r["subgroup"] not in held_subs and r["label"] not in val],
         "heldout_subgroups": [r for r in rows if r["subgroup"] in held_subs],
