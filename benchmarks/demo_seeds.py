@@ -106,9 +106,10 @@ def _markdown(s: dict) -> str:
     for key in s["per_seed"][0]["templates"]:
         lines.append(f"| prompt set chosen · {key} | " + " | ".join(p["templates"].get(key, "") for p in s["per_seed"])
                      + " | | |")
-    lines += ["", "Prompt sets are chosen per seed on the emoji set's validation classes (val.jsonl; the grayscale",
-              "benchmarks on the same images in the silhouette view), never on test classes. Machine shared by",
-              "other jobs while these ran: training seconds are not comparable between rows.", ""]
+    lines += ["", "Prompt sets are chosen per seed on the emoji set's validation classes (val.jsonl, which the",
+              "recipe trains on; the grayscale benchmarks on the same images in the silhouette view), never on",
+              "test classes. Machine shared by other jobs while these ran: training seconds are not comparable",
+              "between rows.", ""]
     return "\n".join(lines)
 
 
