@@ -39,6 +39,6 @@ def test_bf16_autocast_training_on_cpu_tracks_fp32(tmp_path, one_thread):
     assert bf16 != fp32  # autocast really ran in bf16
 
 
-def test_adamw_is_fused_on_cpu_and_cuda_float_params():
+def test_adamw_is_fused_on_cpu_float_params():  # CUDA takes the same path; no device here to check it
     model = torch.nn.Linear(4, 4)
     assert build_optimizer(model, tiny_config("unused").optim).defaults["fused"] is True

@@ -40,10 +40,11 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from clipforge.serve.app import app_for_index
+    from clipforge.serve.guard import LOOPBACK_HOSTS
 
     app = app_for_index(args.index, args.concepts, args.device, args.precision, host=args.host,
                         max_pixels=args.max_pixels)
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
+    if args.host not in LOOPBACK_HOSTS:
         Console().print(f"[yellow]listening on {args.host}: reachable from other machines, without auth[/yellow]")
     Console().print(f"serving {args.index} at http://{args.host}:{args.port}/")
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")
