@@ -17,7 +17,12 @@ The ratios use the fastest clipforge precision whose minimum cosine to OpenCLIP 
 the per-tower choice ``clipforge.load(precision="auto")`` makes for these weights (int8 with as many leading
 blocks left in bf16 or fp32 as the gate needs), timed like the others. ``--onnxruntime`` adds the ONNX export in
 onnxruntime, fp32 and dynamically quantized int8. With ``--checkpoint DIR`` (a trained clipforge checkpoint) the demo suite's
-zero-shot top-1 is also compared between fp32 and that precision.
+zero-shot top-1 is also compared between fp32 and that precision; ``--zero-shot-only --checkpoint DIR --name N``
+runs only that comparison (fp32, bf16, int8, int8-image, auto) and writes N.json / N.md:
+
+    PYTHONPATH=src python benchmarks/cpu_inference.py --zero-shot-only --checkpoint runs/demo/train/final \
+        --name cpu_inference_zeroshot_demo
+
 Writes benchmarks/results/cpu_inference.json and .md.
 """
 
@@ -228,7 +233,11 @@ def main() -> None:
                         "net that amplifies rounding; default: the model's own initialization")  # fmt: skip
     parser.add_argument("--name", default="cpu_inference", help="results file stem")
     parser.add_argument("--out", default=str(RESULTS), help="results folder")
+    parser.add_argument("--zero-shot-only", action="store_true",
+                        help="only the zero-shot comparison of --checkpoint in every precision (no timing)")
     args = parser.parse_args()
+    if args.zero_shot_only:
+        return zero_shot_only(args)
     if args.smoke:
         args.model, args.rounds, args.images, args.batch = "test-vit", 2, 16, 4
     torch.set_num_threads(args.threads)
@@ -288,6 +297,25 @@ def main() -> None:
     (out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
     (out / f"{name}.md").write_text(render(result) + "\n")
     print(render(result))
+
+
+def zero_shot_only(args: argparse.Namespace) -> None:
+    """``--zero-shot-only``: the demo suite's top-1 of ``--checkpoint`` in fp32 and every other precision."""
+    if not args.checkpoint:
+        raise SystemExit("--zero-shot-only needs --checkpoint DIR")
+    torch.set_num_threads(args.threads)
+    result = zero_shot_check(args.checkpoint, ["bf16", "int8", "int8-image", "auto"])
+    lines = [f"# Zero-shot top-1 by precision: {args.checkpoint} (demo suite)", "",
+             "| precision | " + " | ".join(result["top1"]["fp32"]) + " | largest drop from fp32 (points) |",
+             "|---|" + "---|" * (len(result["top1"]["fp32"]) + 1)]  # fmt: skip
+    for p, top in result["top1"].items():
+        lines.append(f"| {p} | " + " | ".join(f"{100 * v:.2f}%" for v in top.values())
+                     + f" | {result['max_drop_points'][p]:.2f} |")  # fmt: skip
+    lines += ["", f"precision=auto chose {result['auto']['precision']} for this checkpoint.", ""]
+    out = Path(args.out)
+    (out / f"{args.name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    (out / f"{args.name}.md").write_text("\n".join(lines))
+    print("\n".join(lines))
 
 
 def render(r: dict) -> str:
