@@ -53,6 +53,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "trainval, silhouette 0, lr 1e-3": ("trainval", ["data.silhouette=0.0", "optim.lr=1e-3"]),
     "trainval, silhouette 0.25, lr 1e-3": ("trainval", ["data.silhouette=0.25", "optim.lr=1e-3"]),
     "trainval, silhouette 0, lr 2e-3": ("trainval", ["data.silhouette=0.0", "optim.lr=2e-3"]),
+    "shipped recipe (trainval, silhouette 0.25, lr 2e-3), 1,400 steps": ("trainval", ["steps=1400"]),
+    "trainval, silhouette 0.5, lr 2e-3": ("trainval", ["data.silhouette=0.5", "optim.lr=2e-3"]),
 }  # fmt: skip
 
 
