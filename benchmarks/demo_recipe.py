@@ -55,6 +55,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "trainval, silhouette 0, lr 2e-3": ("trainval", ["data.silhouette=0.0", "optim.lr=2e-3"]),
     "shipped recipe (trainval, silhouette 0.25, lr 2e-3), 1,400 steps": ("trainval", ["steps=1400"]),
     "trainval, silhouette 0.5, lr 2e-3": ("trainval", ["data.silhouette=0.5", "optim.lr=2e-3"]),
+    "shipped recipe, crops from 35% of the area (instead of 56%)": ("trainval", ["data.crop_scale=[0.35,1.0]"]),
+    "shipped recipe, batch 256 for 350 steps (the same samples)": ("trainval", ["batch_size=256", "steps=350"]),
 }  # fmt: skip
 
 
