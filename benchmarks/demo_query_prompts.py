@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 import clipforge
-from clipforge.demo.queries import load_queries
+from clipforge.demo.queries import K, load_queries, score_queries
 from clipforge.eval.templates import get_templates
 from clipforge.eval.zeroshot import class_embeddings
 from clipforge.index.search import Searcher
@@ -26,24 +25,25 @@ from clipforge.utils.io import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 WAYS = ("as typed", "plain", "emoji", "drawing", "openai")
-K = 5
 
 
 def precision_by_way(run: Path) -> dict[str, float]:
+    """Mean precision@K of the queries for each way of embedding them, scored by the demo's own scorer."""
     pipeline = clipforge.load(run / "train" / "final")
     searcher = Searcher.open(run / "index", pipeline)
-    out = {}
-    for way in WAYS:
-        scores = []
-        for query in load_queries(""):
+    queries = load_queries("")
+
+    def search_for(way: str) -> Callable[[str, int], list[str]]:
+        def search(text: str, k: int) -> list[str]:
             if way == "as typed":
-                vector = searcher.embed_texts([query.text])
+                vector = searcher.embed_texts([text])
             else:
-                vector = class_embeddings(pipeline, [query.text], get_templates(way)).numpy()
-            hits = searcher.search_vector(vector, K)
-            scores.append(np.mean([hit.caption in query.relevant for hit in hits]))
-        out[way] = float(np.mean(scores))
-    return out
+                vector = class_embeddings(pipeline, [text], get_templates(way)).numpy()
+            return [hit.caption or "" for hit in searcher.search_vector(vector, k)]
+
+        return search
+
+    return {way: score_queries(search_for(way), queries, K)["mean"] for way in WAYS}
 
 
 def main() -> None:
